@@ -1,0 +1,99 @@
+"""Anytime evaluation of a model: one thinking pass per sample, cut at every budget, a forced summary each.
+
+`evaluate_model` returns a long table (one row per problem × sample × budget) that the pure
+aggregations in `budgetlab.evaluate` turn into curves, scores and splits by difficulty.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from budgetlab.budgets import validate_budgets
+from budgetlab.prompts import encode_prompt
+from budgetlab.rewards import extract_boxed, is_correct, is_formatted
+from budgetlab.rollout import HFRollout
+from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
+
+
+def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, samples: int = 1,
+                   max_summary: int = 12, do_sample: bool | None = None, temperature: float = 1.0,
+                   budget_tag: str | int | None = None, batch_size: int = 32, progress: bool = True,
+                   name: str = "model") -> pd.DataFrame:
+    """Long table of graded forced summaries: columns id, level, sample, budget, correct, formatted, ...
+
+    `budget_tag`: None (plain prompt), "self" (the model writes `<budget>N</budget>` first, SelfBudgeter)
+    or an int N (pre-filled tag: the user sets the budget). Greedy unless samples > 1 or do_sample.
+    """
+    budgets = validate_budgets(budgets)
+    if samples < 1:
+        raise ValueError(f"samples={samples!r} must be a positive integer.")
+    do_sample = samples > 1 if do_sample is None else do_sample
+    rollout = HFRollout(model, tok, temperature=temperature, batch_size=batch_size)
+    expanded = [r for r in rows for _ in range(samples)]
+    spans = None
+    if budget_tag is None:
+        prompts = [encode_prompt(tok, r["question"]) for r in expanded]
+    else:
+        bases = [encode_prompt(tok, r["question"], think=False) for r in expanded]
+        if budget_tag == "self":
+            tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>", do_sample=do_sample)
+        else:
+            tags = [tok.encode(BUDGET_TAG.format(int(budget_tag)), add_special_tokens=False)] * len(bases)
+        think = encode_prompt(tok, "", only_think=True)
+        prompts = [b + t + think for b, t in zip(bases, tags)]
+        spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]
+    out = []
+    chunks = range(0, len(prompts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc=f"eval {name}", leave=False)
+    for start in chunks:
+        part = prompts[start:start + batch_size]
+        traces = rollout.rollout(part, budgets, n_summaries=1, max_summary=max_summary, do_sample=do_sample,
+                                 trained_prefix=spans[start:start + batch_size] if spans else None)
+        for k, tr in enumerate(traces):
+            i = start + k
+            row = expanded[i]
+            s, e = tr.trained_prefix
+            declared = parse_budget_tag(tok.decode(tr.prompt_ids[s:e])) if e > s else None
+            graded: dict[int, tuple[bool, bool]] = {}
+            for j, b in enumerate(budgets):
+                sm = tr.summaries[j][0]
+                if id(sm) not in graded:
+                    graded[id(sm)] = (is_formatted(sm.text), is_correct(sm.text, row["answer"]))
+                fmt, ok = graded[id(sm)]
+                out.append({"model": name, "id": row["id"], "level": row.get("level", 0), "sample": i % samples,
+                            "budget": b, "kept": sm.kept, "truncated": sm.truncated, "closed": tr.closed,
+                            "n_thinking": tr.n_thinking, "declared": declared, "formatted": fmt,
+                            "correct": bool(fmt and ok), "answer": extract_boxed(sm.text),
+                            "summary": tok.decode(sm.ids, skip_special_tokens=True)})
+    return pd.DataFrame(out)
+
+
+def majority_vote(answers: Sequence[str | None]) -> str | None:
+    """The most common non-empty answer (ties: the first seen), None if there is none."""
+    votes = Counter(a for a in answers if a)
+    return max(votes, key=lambda a: (votes[a], -answers.index(a))) if votes else None
+
+
+def self_consistency(df: pd.DataFrame, references: dict[str, str], ks: Sequence[int]) -> pd.DataFrame:
+    """Accuracy and mean thinking cost of majority voting over the first k samples at the largest budget.
+
+    df: an `evaluate_model` table with samples > 1. Cost of a vote = Σ thinking tokens of its k samples.
+    """
+    last = df[df["budget"] == df["budget"].max()].sort_values(["id", "sample"])
+    rows = []
+    for k in ks:
+        correct, cost = [], []
+        for pid, grp in last.groupby("id", sort=False):
+            top = grp.head(k)
+            vote = majority_vote(list(top["answer"]))
+            correct.append(vote is not None and is_correct("\\boxed{" + vote + "}", references[pid]))
+            cost.append(float(top["n_thinking"].sum()))
+        rows.append({"k": k, "accuracy": float(np.mean(correct)), "mean_thinking_tokens": float(np.mean(cost))})
+    return pd.DataFrame(rows)

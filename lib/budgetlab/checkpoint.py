@@ -1,0 +1,77 @@
+"""Checkpoints written atomically: adapter weights, optimizer state, step and metrics rows.
+
+A checkpoint is a folder `checkpoints/step_000010/` written under a temporary name and renamed, so a
+kill at any moment leaves either the previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from budgetlab.config import atomic_write_text
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def save_checkpoint(out_dir: str | Path, model, opt, step: int, rows: list[dict], extra: dict | None = None,
+                    keep: int = 2) -> Path:
+    """Write checkpoints/step_{step:06d} atomically (trainable weights, optimizer, rows); keep the newest `keep`."""
+    root = Path(out_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(_trainable_state(model), tmp / "trainable.pt")
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "rows": rows, **(extra or {})}, default=str))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder under out_dir/checkpoints, or None."""
+    done = sorted((Path(out_dir) / "checkpoints").glob("step_*"))
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: str | Path, model, opt=None) -> tuple[int, list[dict]]:
+    """Restore trainable weights (and optimizer state); returns (step, metrics rows up to that step)."""
+    path = Path(path)
+    state = torch.load(path / "trainable.pt", map_location="cpu")
+    params = dict(model.named_parameters())
+    missing = [k for k in state if k not in params]
+    if missing:
+        raise ValueError(f"checkpoint {path} does not match this model: {len(missing)} unknown tensors, e.g. {missing[0]}.")
+    with torch.no_grad():
+        for k, v in state.items():
+            params[k].copy_(v.to(params[k].device, params[k].dtype))
+    if opt is not None:
+        opt.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
+    meta = json.loads((path / "state.json").read_text())
+    return int(meta["step"]), list(meta["rows"])
+
+
+def write_metrics(path: str | Path, rows: list[dict]) -> Path:
+    """Atomically write rows as CSV (columns = union of keys, in first-seen order)."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,157 @@
+"""RL methods as small named diffs: each turns one step's traces and rewards into training sequences.
+
+Every method gets a `Step` (the sampled traces, the reward table r[N, G, S, A], the config) and returns
+the sequences to train with their per-token advantages, the loss to use ("ppo" or "sft") and a few
+numbers to log. Adding a method is one function plus one entry in `METHODS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from budgetlab.advantages import brpo_advantages, grpo_advantages, ibpo_select, summary_advantages, token_advantages
+from budgetlab.budgets import prior_weights
+from budgetlab.losses import TrainSeq
+from budgetlab.rollout import Summary, Trace
+from budgetlab.truncation import Markers
+
+
+@dataclass
+class Step:
+    """What a method sees: traces in prompt-major order (N prompts × G traces) and their rewards."""
+
+    traces: list[Trace]
+    rewards: torch.Tensor  # r[N, G, S, A]
+    budgets: list[int]
+    markers: Markers
+    cfg: object  # RLConfig (train.py); read-only here
+    extra: dict = field(default_factory=dict)  # method-specific inputs, e.g. SelfBudgeter's reward table
+
+    def trace(self, n: int, g: int) -> Trace:
+        return self.traces[n * self.rewards.shape[1] + g]
+
+
+@dataclass
+class MethodOutput:
+    seqs: list[TrainSeq]
+    loss: str = "ppo"  # "ppo" or "sft"
+    logs: dict = field(default_factory=dict)
+
+
+def completion_seq(trace: Trace, summary: Summary, markers: Markers, think_adv, summary_adv: float,
+                   train_thinking: bool = True) -> TrainSeq:
+    """prompt + kept thinking + (</think> | cut marker) + cue + summary, with the trained tokens marked.
+
+    `think_adv` is a float or one value per kept thinking token. The model's own </think> (thinking closed
+    before the cut) is trained with the last thinking token's advantage; the cut marker and the answer cue
+    were inserted, so they are never trained (SPEC §6).
+    """
+    kept = trace.thinking_ids[: summary.kept]
+    per_tok = [float(think_adv)] * len(kept) if isinstance(think_adv, (int, float)) else list(think_adv)[: len(kept)]
+    last = per_tok[-1] if per_tok else (float(think_adv) if isinstance(think_adv, (int, float)) else 0.0)
+    p = trace.prompt_ids
+    ids, adv, mask = list(p), [0.0] * len(p), [False] * len(p)
+    s, e = trace.trained_prefix
+    for t in range(s, e):  # a generated budget tag is trained with the thinking's advantage
+        adv[t], mask[t] = (float(think_adv) if isinstance(think_adv, (int, float)) else last), train_thinking
+    ids += kept
+    adv += per_tok
+    mask += [train_thinking] * len(kept)
+    marker = markers.end_ids if not summary.truncated else markers.cut_ids
+    own_end = not summary.truncated and trace.closed
+    ids += marker + markers.cue_ids
+    adv += [last if own_end else 0.0] * len(marker) + [0.0] * len(markers.cue_ids)
+    mask += [own_end and train_thinking] * len(marker) + [False] * len(markers.cue_ids)
+    ids += summary.ids
+    adv += [float(summary_adv)] * len(summary.ids)
+    mask += [True] * len(summary.ids)
+    return TrainSeq(ids, adv, mask)
+
+
+def terminal_rewards(step: Step) -> torch.Tensor:
+    """r[N, G]: the reward of the first summary at the largest budget (the natural completion)."""
+    return step.rewards[:, :, -1, 0]
+
+
+def grpo(step: Step) -> MethodOutput:
+    """GRPO (DeepSeekMath): one terminal reward per trace, group-normalised advantage on every token."""
+    r = step.extra.get("terminal", terminal_rewards(step))
+    adv = grpo_advantages(r, scale_by_std=step.cfg.method != "drgrpo")
+    n, g = r.shape
+    seqs = [completion_seq(step.trace(i, k), step.trace(i, k).summaries[-1][0], step.markers,
+                           float(adv[i, k]), float(adv[i, k])) for i in range(n) for k in range(g)]
+    return MethodOutput(seqs, "ppo", {"adv_abs": float(adv.abs().mean())})
+
+
+def brpo(step: Step) -> MethodOutput:
+    """BRPO (AnytimeReasoner): dense budget-relative thinking advantages, decoupled summary advantages."""
+    cfg, budgets = step.cfg, step.budgets
+    prior = torch.tensor(prior_weights(cfg.prior, budgets), dtype=torch.float32)
+    think = brpo_advantages(step.rewards.mean(-1), prior, mode=cfg.brpo_mode, decay=cfg.decay)  # [N, G, S]
+    summ = summary_advantages(step.rewards)  # [N, G, S, A]
+    n, g, s, a = step.rewards.shape
+    seqs = []
+    for i in range(n):
+        for k in range(g):
+            tr = step.trace(i, k)
+            per_token = token_advantages(think[i, k], budgets, tr.n_thinking).tolist()
+            # A summary shared by several budgets (thinking closed earlier) is trained once, with its mean advantage.
+            distinct: dict[int, tuple[Summary, list[float]]] = {}
+            for j in range(s):
+                for q in range(a):
+                    sm = tr.summaries[j][q]
+                    distinct.setdefault(id(sm), (sm, []))[1].append(float(summ[i, k, j, q]))
+            last = tr.summaries[-1][0]
+            for sm, advs in distinct.values():
+                mean_adv = sum(advs) / len(advs)
+                # The natural completion carries the thinking tokens; other summaries train only themselves.
+                seqs.append(completion_seq(tr, sm, step.markers, per_token, mean_adv, train_thinking=sm is last))
+    return MethodOutput(seqs, "ppo", {"adv_abs": float(think.abs().mean())})
+
+
+def ibpo(step: Step) -> MethodOutput:
+    """IBPO ("Think Smarter not Harder"): pick responses by an integer program under a quota, then weighted SFT."""
+    cfg = step.cfg
+    r = terminal_rewards(step).numpy()
+    n, g = r.shape
+    lengths = np.array([[step.trace(i, k).n_thinking for k in range(g)] for i in range(n)])
+    expensive = lengths > cfg.expensive_threshold
+    margin = r - 0.5  # correct responses are worth selecting, wrong ones never are
+    chosen = ibpo_select(margin, expensive, cfg.quota, cfg.max_per_prompt)
+    seqs = [completion_seq(step.trace(i, k), step.trace(i, k).summaries[-1][0], step.markers, 1.0, 1.0)
+            for i in range(n) for k in range(g) if chosen[i, k]]
+    picked = int(chosen.sum())
+    return MethodOutput(seqs, "sft", {"selected": picked,
+                                      "expensive_share": float(expensive[chosen].mean()) if picked else 0.0})
+
+
+def selfbudgeter(step: Step) -> MethodOutput:
+    """SelfBudgeter phase 2: GRPO on the budget-guided reward (format, overflow, correctness, length match)."""
+    r = step.extra["selfbudgeter_reward"]  # [N, G] computed by the loop from selfbudgeter_reward_parts
+    return grpo(Step(step.traces, step.rewards, step.budgets, step.markers, step.cfg, {"terminal": r}))
+
+
+METHODS: dict[str, Callable[[Step], MethodOutput]] = {
+    "grpo": grpo,
+    "drgrpo": grpo,
+    "brpo": brpo,
+    "ibpo": ibpo,
+    "selfbudgeter": selfbudgeter,
+}
+
+
+def get_method(name: str) -> Callable[[Step], MethodOutput]:
+    """The method function for a name; unknown names fail with the list of known ones."""
+    if name not in METHODS:
+        raise ValueError(f"method={name!r} is not known; use one of {sorted(METHODS)}.")
+    return METHODS[name]
+
+
+def expensive_default(budgets: list[int]) -> int:
+    """IBPO's default length threshold: thinking longer than half the largest budget is the expensive mode."""
+    return int(math.ceil(budgets[-1] / 2))

@@ -1,0 +1,220 @@
+"""Batch entry point: run the numbered notebooks 00 -> 04 with papermill into one run directory.
+
+    python -m budgetlab.pipeline --profile smoke [--run-dir DIR] [-p KEY=VALUE ...] [--resume]
+    python -m budgetlab.pipeline --profile default --sweep method=grpo,brpo SEED=0,1
+
+A profile is a flat YAML file in params/. Every value is validated before any model work. Each stage
+leaves its executed notebook under RUN_DIR/notebooks/ and a marker under RUN_DIR/stages/, so --resume
+skips finished stages and lets an interrupted training stage continue from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from budgetlab.config import PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice
+
+PARAMS_DIR = PROJECT_ROOT / "params"
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+STAGES = ("00_data_prep", "01_budget_sft", "02_rl", "03_anytime_eval", "04_report")
+
+
+def profiles() -> list[str]:
+    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+
+
+def parse_value(text: str):
+    """A -p value as YAML (numbers, lists, null, booleans), else the plain string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_params(profile: str, overrides: dict | None = None) -> dict:
+    """The profile's parameters with overrides applied and validated (one sentence on the first problem)."""
+    check_choice("profile", profile, profiles())
+    params = yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text()) or {}
+    for key, value in (overrides or {}).items():
+        key = key.upper()
+        if key not in params and key not in OPTIONAL_KEYS:
+            raise ValueError(f"parameter {key!r} is not known; use one of {sorted(set(params) | OPTIONAL_KEYS)}.")
+        params[key] = value
+    params["PROFILE"] = profile
+    validate_params(params)
+    return params
+
+
+OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
+                 "SFT_LR", "ROLLOUT", "PROFILE"}
+
+
+def validate_params(p: dict) -> None:
+    """Cheap checks of everything a stage would otherwise discover late."""
+    from budgetlab.budgets import prior_weights, validate_budgets
+    from budgetlab.data import SOURCES, looks_like_hub_id
+    from budgetlab.methods import METHODS
+
+    methods = p.get("METHODS", [])
+    if not isinstance(methods, list) or not methods:
+        raise ValueError(f"METHODS={methods!r} must be a non-empty list drawn from {sorted(METHODS)}.")
+    for m in methods:
+        check_choice("method", m, sorted(METHODS))
+    validate_budgets(p["TRAIN_BUDGETS"])
+    validate_budgets(p["EVAL_BUDGETS"])
+    prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
+    check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["none", "lora", "qlora"])
+    check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
+    if "QUOTA" in p and not 0 <= float(p["QUOTA"]) <= 1:
+        raise ValueError(f"QUOTA={p['QUOTA']!r} is outside [0, 1].")
+    model = str(p.get("MODEL", "default"))
+    if model not in ("default", "tiny") and not Path(model).exists() and not looks_like_hub_id(model):
+        raise ValueError(f"MODEL={model!r} does not exist; use 'default', 'tiny', a local folder or a hub id org/name.")
+
+
+def stage_runs(params: dict) -> list[tuple[str, str, dict]]:
+    """(stage, output name, extra parameters) in order: 02_rl runs once per method."""
+    runs = []
+    for stage in STAGES:
+        if stage == "02_rl":
+            runs += [(stage, f"02_rl_{m}", {"METHOD": m}) for m in params["METHODS"]]
+        else:
+            runs.append((stage, stage, {}))
+    return runs
+
+
+def run_stage(stage: str, name: str, params: dict, run_dir: Path, resume: bool) -> float:
+    """Execute one notebook with the parameters it declares; returns seconds."""
+    import papermill as pm
+
+    src = NOTEBOOKS / f"{stage}.ipynb"
+    declared = set(pm.inspect_notebook(str(src)))
+    given = {k: v for k, v in params.items() if k in declared}
+    given.update({"RUN_DIR": str(run_dir), "RESUME": resume})
+    given = {k: v for k, v in given.items() if k in declared}
+    out = run_dir / "notebooks" / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(src), str(out), parameters=given, cwd=str(PROJECT_ROOT), kernel_name="python3",
+                        progress_bar=False)
+    return time.perf_counter() - t0
+
+
+def export_report(run_dir: Path) -> Path:
+    """report.html from the executed report notebook, inputs hidden, figures embedded."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(run_dir / "notebooks" / "04_report.ipynb", as_version=4)
+    html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
+    return atomic_write_text(run_dir / "report.html", html)
+
+
+def append_index(run_dir: Path, params: dict, seconds: float) -> None:
+    """One line per finished run in results/index.jsonl: where, what, how long, the anytime scores."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row = {"run_dir": str(run_dir), "profile": params["PROFILE"], "seconds": round(seconds, 1),
+           "params": {k: v for k, v in params.items() if k != "PROFILE"},
+           "anytime_score": {m: v.get("anytime_score") for m, v in summary.get("methods", {}).items()}}
+    index = PROJECT_ROOT / "results" / "index.jsonl"
+    old = index.read_text() if index.exists() else ""
+    atomic_write_text(index, old + json.dumps(row) + "\n")
+
+
+def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None = None, resume: bool = False) -> Path:
+    """Run every stage of a profile into run_dir (default results/<profile>-<time>) and return it."""
+    params = load_params(profile, overrides)
+    run_dir = Path(run_dir or PROJECT_ROOT / "results" / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume and (run_dir / "stages").exists():
+        raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it or pick another.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", params)
+    t_start, timings = time.perf_counter(), {}
+    print(f"[budgetlab] profile={profile} run_dir={run_dir}", flush=True)
+    for stage, name, extra in stage_runs(params):
+        marker = run_dir / "stages" / f"{name}.done"
+        if resume and marker.exists():
+            print(f"[budgetlab] {name}: done earlier, skipped", flush=True)
+            continue
+        print(f"[budgetlab] {name}: running ...", flush=True)
+        try:
+            timings[name] = run_stage(stage, name, {**params, **extra}, run_dir, resume)
+        except Exception as e:
+            print(f"[budgetlab] {name}: FAILED after {time.perf_counter() - t_start:.0f}s total; "
+                  f"see {run_dir / 'notebooks' / (name + '.ipynb')} ({type(e).__name__}); "
+                  f"fix and re-run with --resume --run-dir {run_dir}", flush=True)
+            raise
+        atomic_write_text(marker, f"{timings[name]:.1f}\n")
+        print(f"[budgetlab] {name}: {timings[name]:.0f}s (elapsed {time.perf_counter() - t_start:.0f}s)", flush=True)
+    export_report(run_dir)
+    total = time.perf_counter() - t_start
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["stage_seconds"] = {**summary.get("stage_seconds", {}), **{k: round(v, 1) for k, v in timings.items()}}
+    summary["wall_seconds"] = round(total, 1)
+    atomic_write_json(run_dir / "summary.json", summary)
+    append_index(run_dir, params, total)
+    print(f"[budgetlab] done in {total:.0f}s: {run_dir / 'report.html'}", flush=True)
+    return run_dir
+
+
+def sweep_grid(specs: list[str]) -> list[dict]:
+    """`method=grpo,brpo SEED=0,1` -> one override dict per combination (`method` sets METHODS=[m])."""
+    axes = []
+    for spec in specs:
+        if "=" not in spec:
+            raise ValueError(f"sweep axis {spec!r} must look like KEY=v1,v2.")
+        key, values = spec.split("=", 1)
+        axes.append([(key, parse_value(v)) for v in values.split(",")])
+    out = []
+    for combo in itertools.product(*axes):
+        over = {}
+        for key, value in combo:
+            if key.lower() == "method":
+                over["METHODS"] = [value]
+            else:
+                over[key.upper()] = value
+        out.append(over)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m budgetlab.pipeline", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="default", help=f"one of {profiles()}")
+    ap.add_argument("--run-dir", default=None, help="where the run goes (default results/<profile>-<time>)")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    ap.add_argument("--resume", action="store_true", help="skip finished stages, continue training from checkpoints")
+    ap.add_argument("--sweep", nargs="+", default=None, metavar="KEY=v1,v2", help="run every combination")
+    args = ap.parse_args(argv)
+    try:
+        overrides = {}
+        for item in args.param:
+            if "=" not in item:
+                raise ValueError(f"-p {item!r} must look like KEY=VALUE.")
+            k, v = item.split("=", 1)
+            overrides[k] = parse_value(v)
+        if args.sweep:
+            grid = sweep_grid(args.sweep)
+            for over in grid:  # validate every combination before the first one runs
+                load_params(args.profile, {**overrides, **over})
+            base = Path(args.run_dir or PROJECT_ROOT / "results" / f"sweep-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}")
+            for over in grid:
+                tag = "-".join(f"{k.lower()}={v[0] if isinstance(v, list) else v}" for k, v in over.items())
+                run(args.profile, base / tag, {**overrides, **over}, resume=args.resume)
+        else:
+            load_params(args.profile, overrides)
+            run(args.profile, args.run_dir, overrides, resume=args.resume)
+    except ValueError as e:
+        print(f"budgetlab: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Figures: each function takes a DataFrame and returns a matplotlib Figure; `save` writes PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+
+def setup_style() -> None:
+    """One look for every figure."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def save(fig, folder: str | Path, name: str) -> list[Path]:
+    """Write fig as folder/name.png and .svg (atomically: temp name, then rename)."""
+    import os
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        final, tmp = folder / f"{name}.{ext}", folder / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, final)
+        paths.append(final)
+    return paths
+
+
+def anytime_curves(curves: pd.DataFrame, title: str = "Anytime accuracy"):
+    """curves: model, budget, accuracy, low, high -> accuracy against thinking budget with a band per model."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (model, grp), color in zip(curves.groupby("model", sort=False), sns.color_palette(n_colors=curves["model"].nunique())):
+        grp = grp.sort_values("budget")
+        ax.plot(grp["budget"], grp["accuracy"], marker="o", label=model, color=color)
+        if "low" in grp:
+            ax.fill_between(grp["budget"], grp["low"], grp["high"], alpha=0.12, color=color)
+    ax.set(xlabel="thinking budget (tokens)", ylabel="accuracy", title=title, ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def training_curves(metrics: pd.DataFrame):
+    """metrics: method, step, reward, thinking_len -> reward and thinking length over RL steps."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.lineplot(data=metrics, x="step", y="reward", hue="method", marker="o", ax=axes[0])
+    axes[0].set(title="reward over training")
+    sns.lineplot(data=metrics, x="step", y="thinking_len", hue="method", marker="o", ax=axes[1], legend=False)
+    axes[1].set(title="thinking length over training", ylabel="thinking tokens")
+    return fig
+
+
+def loss_curve(metrics: pd.DataFrame, title: str = "SFT loss"):
+    """metrics: step, loss (and optionally stage) -> loss over steps."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=metrics, x="step", y="loss", hue="stage" if "stage" in metrics else None, ax=ax)
+    ax.set(title=title, yscale="log")
+    return fig
+
+
+def length_by_level(df: pd.DataFrame):
+    """df: model, level, n_thinking -> mean thinking tokens by difficulty level per model."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=df, x="level", y="n_thinking", hue="model", ax=ax, errorbar=None)
+    ax.set(title="thinking length by difficulty", ylabel="thinking tokens")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def accuracy_by_level(df: pd.DataFrame):
+    """df: model, level, accuracy (at the largest budget) -> bars per level."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=df, x="level", y="accuracy", hue="model", ax=ax, errorbar=None)
+    ax.set(title="accuracy by difficulty (largest budget)", ylim=(0, 1))
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def declared_vs_actual(df: pd.DataFrame):
+    """df: declared, n_thinking, level -> SelfBudgeter's declared budget against the thinking it used."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    sns.scatterplot(data=df, x="declared", y="n_thinking", hue="level", palette="viridis", ax=ax)
+    hi = max(df["declared"].max(), df["n_thinking"].max(), 1)
+    ax.plot([0, hi], [0, hi], ls="--", color="grey", lw=1)
+    ax.set(title="declared vs actual thinking", xlabel="declared budget N", ylabel="thinking tokens used")
+    return fig
+
+
+def cost_frontier(points: pd.DataFrame, sc: pd.DataFrame | None = None):
+    """points: model, mean_thinking_tokens, accuracy; sc: k, mean_thinking_tokens, accuracy (self-consistency)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sns.scatterplot(data=points, x="mean_thinking_tokens", y="accuracy", hue="model", s=80, ax=ax)
+    if sc is not None and len(sc):
+        ax.plot(sc["mean_thinking_tokens"], sc["accuracy"], marker="s", ls="--", color="black",
+                label="self-consistency (k votes)")
+        for _, r in sc.iterrows():
+            ax.annotate(f"k={int(r['k'])}", (r["mean_thinking_tokens"], r["accuracy"]), fontsize=8,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set(title="cost-accuracy frontier", xlabel="mean thinking tokens per problem", ylabel="accuracy",
+           ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8)
+    return fig

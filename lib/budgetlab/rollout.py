@@ -1,0 +1,291 @@
+"""Generation backends: sample thinking once up to the largest budget, then forced summaries at every budget.
+
+One interface, two backends. `HFRollout` (transformers, CPU or CUDA) reuses the prompt+thinking KV
+cache for every budget: the cache is cropped to the budget's column, the inserted markers are appended,
+and a short summary is decoded (SPEC §6, §8). `VLLMRollout` (optional `gpu` extra) does the same through
+vLLM's prefix caching; it is written against vLLM's documented API and was not run here (README).
+
+Token bookkeeping is explicit so training never touches inserted tokens: a `Trace` keeps the prompt,
+the sampled thinking and whether the model closed it; a `Summary` keeps the cut it was written at and
+its own token ids. Prompts and thinking are token ids; text is decoded only for grading and reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point, split_thinking
+
+
+@dataclass
+class Summary:
+    """A forced summary written after the thinking was cut to `kept` tokens (`truncated`: a marker was inserted)."""
+
+    kept: int
+    truncated: bool
+    ids: list[int]  # generated summary tokens, EOS included when the model wrote it
+    text: str = ""  # the graded response: kept thinking + markers + cue + summary
+
+
+@dataclass
+class Trace:
+    """One sampled thinking trace and its summaries, `summaries[budget_index][a]`."""
+
+    prompt_ids: list[int]  # everything before the thinking, never trained except `trained_prefix`
+    thinking_ids: list[int]  # sampled thinking tokens, at most the largest budget, without </think>
+    closed: bool  # the model wrote </think> within the largest budget
+    trained_prefix: tuple[int, int] = (0, 0)  # [start, end) of prompt_ids the model generated (a budget tag)
+    summaries: list[list[Summary]] = field(default_factory=list)
+
+    @property
+    def n_thinking(self) -> int:
+        return len(self.thinking_ids)
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad id lists into (input_ids[B, L], attention_mask[B, L])."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def _until_eos(ids: Sequence[int], eos_id: int | None, keep_eos: bool) -> list[int]:
+    """The generated ids up to the first EOS (kept or dropped); the rest is padding."""
+    ids = list(ids)
+    if eos_id is not None and eos_id in ids:
+        k = ids.index(eos_id)
+        return ids[: k + 1] if keep_eos else ids[:k]
+    return ids
+
+
+def _find_thinking_end(ids: list[int], markers: Markers, tokenizer) -> tuple[list[int], bool]:
+    """Split generated ids at </think>; falls back to text search when BPE merged the marker with a neighbour."""
+    thinking, closed = split_thinking(ids, markers.end_ids)
+    if closed or tokenizer is None:
+        return thinking, closed
+    text = tokenizer.decode(ids)
+    pos = text.find(THINK_END)
+    if pos < 0:
+        return thinking, False
+    k = 0
+    while k < len(ids) and len(tokenizer.decode(ids[: k + 1])) <= pos:
+        k += 1
+    return ids[:k], True
+
+
+class HFRollout:
+    """Batched sampling with a transformers causal LM; one thinking pass serves every budget."""
+
+    def __init__(self, model, tokenizer, *, temperature: float = 1.0, top_p: float = 1.0,
+                 batch_size: int = 64, reuse_cache: bool = True):
+        self.model, self.tok = model, tokenizer
+        self.markers = Markers.from_tokenizer(tokenizer)
+        self.temperature, self.top_p = temperature, top_p
+        self.batch_size, self.reuse_cache = batch_size, reuse_cache
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos_id = tokenizer.eos_token_id
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _generate(self, ids: torch.Tensor, mask: torch.Tensor, max_new: int, do_sample: bool,
+                  stop: list[str] | None = None, cache=None):
+        kwargs = dict(max_new_tokens=max_new, do_sample=do_sample, pad_token_id=self.pad_id,
+                      eos_token_id=self.eos_id, return_dict_in_generate=True)
+        if do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=self.tok)
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        with torch.inference_mode():
+            return self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+
+    def sample_prefix(self, prompts: Sequence[Sequence[int]], max_new: int, stop: str,
+                      do_sample: bool = True) -> list[list[int]]:
+        """Sample a short prefix per prompt (a SelfBudgeter budget tag), stopping at `stop` or EOS."""
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start:start + self.batch_size]
+            ids, mask = left_pad(chunk, self.pad_id)
+            gen = self._generate(ids, mask, max_new, do_sample, stop=[stop]).sequences[:, ids.shape[1]:]
+            out += [_until_eos(row.tolist(), self.eos_id, keep_eos=False) for row in gen]
+        return out
+
+    def rollout(self, prompts: Sequence[Sequence[int]], budgets: Sequence[int], *, n_summaries: int = 1,
+                max_summary: int = 32, do_sample: bool = True,
+                trained_prefix: Sequence[tuple[int, int]] | None = None) -> list[Trace]:
+        """Sample thinking up to budgets[-1] for each prompt, then `n_summaries` summaries at every budget."""
+        traces: list[Trace] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = [list(p) for p in prompts[start:start + self.batch_size]]
+            spans = trained_prefix[start:start + len(chunk)] if trained_prefix else [(0, 0)] * len(chunk)
+            traces += self._rollout_batch(chunk, list(budgets), n_summaries, max_summary, do_sample, spans)
+        return traces
+
+    def _rollout_batch(self, prompts, budgets, n_summaries, max_summary, do_sample, spans) -> list[Trace]:
+        b_max = budgets[-1]
+        ids, mask = left_pad(prompts, self.pad_id)
+        width = ids.shape[1]
+        out = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=[THINK_END])
+        traces = []
+        for i, row in enumerate(out.sequences[:, width:].tolist()):
+            thinking, closed = _find_thinking_end(_until_eos(row, self.eos_id, keep_eos=False), self.markers, self.tok)
+            if len(thinking) > b_max:
+                thinking, closed = thinking[:b_max], False
+            traces.append(Trace(prompts[i], thinking, closed, tuple(spans[i]),
+                                [[None] * n_summaries for _ in budgets]))
+        if self.reuse_cache:
+            self._summaries_from_cache(traces, budgets, out, mask, n_summaries, max_summary, do_sample)
+        else:
+            self._summaries_from_scratch(traces, budgets, n_summaries, max_summary, do_sample)
+        self._fill_text(traces)
+        return traces
+
+    def _summaries_from_cache(self, traces, budgets, out, prompt_mask, n_summaries, max_summary, do_sample):
+        """Crop the thinking pass's KV cache to each budget's column (largest first) and decode summaries."""
+        width = prompt_mask.shape[1]
+        seq, cache = out.sequences.cpu(), out.past_key_values
+        done: list[dict] = [dict() for _ in traces]  # per trace: (kept, truncated) -> list[Summary]
+        for j in reversed(range(len(budgets))):
+            cuts = [cut_point(t.n_thinking, t.closed, budgets[j]) for t in traces]
+            need = [cuts[i] not in done[i] for i in range(len(traces))]
+            if any(need):
+                col = width + min(budgets[j], seq.shape[1] - width)
+                base_mask = prompt_mask.clone()
+                think_mask = torch.zeros((len(traces), col - width), dtype=torch.long)
+                for i, (kept, _) in enumerate(cuts):
+                    think_mask[i, :kept] = 1
+                chunks = [(self.markers.cut_ids if trunc else self.markers.end_ids) + self.markers.cue_ids
+                          for _, trunc in cuts]
+                chunk_ids, chunk_mask = left_pad(chunks, self.pad_id)
+                ids = torch.cat([seq[:, :col], chunk_ids], dim=1)
+                mask = torch.cat([base_mask, think_mask, chunk_mask], dim=1)
+                results = []
+                for _ in range(n_summaries):
+                    extra = cache.get_seq_length() - col
+                    if extra > 0:
+                        cache.crop(-extra)
+                    gen = self._generate(ids, mask, max_summary, do_sample, cache=cache)
+                    results.append(gen.sequences[:, ids.shape[1]:].tolist())
+                for i in range(len(traces)):
+                    if need[i]:
+                        done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], _until_eos(r[i], self.eos_id, True))
+                                            for r in results]
+            for i, t in enumerate(traces):
+                t.summaries[j] = done[i][cuts[i]]
+
+    def _summaries_from_scratch(self, traces, budgets, n_summaries, max_summary, do_sample):
+        """The peer of the cached path: rebuild and re-run every summary prompt from the start."""
+        done: list[dict] = [dict() for _ in traces]
+        for j, b in enumerate(budgets):
+            cuts = [cut_point(t.n_thinking, t.closed, b) for t in traces]
+            todo = [i for i in range(len(traces)) if cuts[i] not in done[i]]
+            if todo:
+                rows = [build_summary_prompt(traces[i].prompt_ids, traces[i].thinking_ids, traces[i].closed, b,
+                                             self.markers)[0] for i in todo]
+                ids, mask = left_pad(rows, self.pad_id)
+                results = [self._generate(ids, mask, max_summary, do_sample).sequences[:, ids.shape[1]:].tolist()
+                           for _ in range(n_summaries)]
+                for k, i in enumerate(todo):
+                    done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], _until_eos(r[k], self.eos_id, True))
+                                        for r in results]
+            for i, t in enumerate(traces):
+                t.summaries[j] = done[i][cuts[i]]
+
+    def _fill_text(self, traces: list[Trace]) -> None:
+        """Decode each distinct summary once into the text the rewards grade."""
+        m = self.markers
+        for t in traces:
+            for per_budget in t.summaries:
+                for s in per_budget:
+                    if not s.text:
+                        inserted = (m.cut_ids if s.truncated else m.end_ids) + m.cue_ids
+                        s.text = self.tok.decode(t.thinking_ids[: s.kept] + inserted + s.ids, skip_special_tokens=True)
+
+
+class VLLMRollout:
+    """The same interface on vLLM (optional `gpu` extra): LoRA requests, prefix caching.
+
+    Written against vLLM's documented API (`LLM`, `SamplingParams`, `LoRARequest`, token prompts);
+    vLLM cannot be installed on the machines this was built on, so this path was not executed here.
+    """
+
+    def __init__(self, model_path: str, tokenizer, *, lora_path: str | None = None, temperature: float = 1.0,
+                 top_p: float = 1.0, gpu_memory_utilization: float = 0.85, max_model_len: int = 4096):
+        from vllm import LLM  # imported lazily: only the gpu extra has it
+
+        self.tok = tokenizer
+        self.markers = Markers.from_tokenizer(tokenizer)
+        self.temperature, self.top_p = temperature, top_p
+        self.llm = LLM(model=model_path, enable_prefix_caching=True, enable_lora=lora_path is not None,
+                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+        self.lora_path = lora_path
+        self._lora_version = 0
+
+    def set_adapter(self, lora_path: str) -> None:
+        """Serve a newly saved adapter as a fresh LoRA request (no weight merging, SPEC §12)."""
+        self.lora_path, self._lora_version = lora_path, self._lora_version + 1
+
+    def _lora(self):
+        if self.lora_path is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(f"adapter-{self._lora_version}", self._lora_version + 1, self.lora_path)
+
+    def _params(self, max_tokens: int, n: int, do_sample: bool, stop: list[str] | None = None):
+        from vllm import SamplingParams
+
+        return SamplingParams(n=n, max_tokens=max_tokens, temperature=self.temperature if do_sample else 0.0,
+                              top_p=self.top_p if do_sample else 1.0, stop=stop or None)
+
+    def _run(self, prompt_rows, params):
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=list(r)) for r in prompt_rows]
+        return self.llm.generate(prompts, params, lora_request=self._lora(), use_tqdm=False)
+
+    def sample_prefix(self, prompts, max_new: int, stop: str, do_sample: bool = True) -> list[list[int]]:
+        outs = self._run(prompts, self._params(max_new, 1, do_sample, [stop]))
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    def rollout(self, prompts, budgets, *, n_summaries: int = 1, max_summary: int = 32, do_sample: bool = True,
+                trained_prefix=None) -> list[Trace]:
+        b_max = budgets[-1]
+        outs = self._run(prompts, self._params(b_max + len(self.markers.end_ids), 1, do_sample, [THINK_END]))
+        traces = []
+        for i, o in enumerate(outs):
+            c = o.outputs[0]
+            thinking = list(c.token_ids)
+            closed = c.finish_reason == "stop" and c.stop_reason == THINK_END
+            if len(thinking) > b_max:
+                thinking, closed = thinking[:b_max], False
+            span = tuple(trained_prefix[i]) if trained_prefix else (0, 0)
+            traces.append(Trace(list(prompts[i]), thinking, closed, span, [[None] * n_summaries for _ in budgets]))
+        # One request per distinct (trace, cut); prefix caching shares the prompt+thinking blocks.
+        keys, rows = [], []
+        for ti, t in enumerate(traces):
+            for b in budgets:
+                key = (ti, cut_point(t.n_thinking, t.closed, b))
+                if key not in keys:
+                    keys.append(key)
+                    rows.append(build_summary_prompt(t.prompt_ids, t.thinking_ids, t.closed, b, self.markers)[0])
+        outs = self._run(rows, self._params(max_summary, n_summaries, do_sample))
+        done = {k: [Summary(k[1][0], k[1][1], list(c.token_ids)) for c in o.outputs] for k, o in zip(keys, outs)}
+        for ti, t in enumerate(traces):
+            for j, b in enumerate(budgets):
+                t.summaries[j] = done[(ti, cut_point(t.n_thinking, t.closed, b))]
+        HFRollout._fill_text(self, traces)  # same decoding; only uses self.tok and self.markers
+        return traces

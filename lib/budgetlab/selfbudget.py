@@ -1,0 +1,42 @@
+"""SelfBudgeter phase 1: label each question with the warm-start model's own correct thinking length.
+
+The label is the length of the model's own correct thinking (infinity when it was wrong); SFT then
+teaches the model to write `<budget>N</budget>` with that N before thinking (SelfBudgeter, §3.1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from budgetlab.losses import TrainSeq
+from budgetlab.prompts import encode_prompt, sft_example
+from budgetlab.rewards import correctness_reward
+from budgetlab.rollout import HFRollout
+
+
+def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
+                  batch_size: int = 32) -> list[dict]:
+    """Greedy warm-start answers: {id, level, correct, length (inf if wrong), thinking_ids} per row."""
+    rollout = HFRollout(model, tok, batch_size=batch_size)
+    prompts = [encode_prompt(tok, r["question"]) for r in rows]
+    traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=False)
+    out = []
+    for row, tr in zip(rows, traces):
+        ok = correctness_reward(tr.summaries[-1][0].text, row["answer"]) == 1.0 and tr.closed
+        out.append({"id": row["id"], "level": row.get("level", 0), "correct": ok,
+                    "length": tr.n_thinking if ok else math.inf, "thinking_ids": tr.thinking_ids})
+    return out
+
+
+def allowed_lengths(labels: Sequence[dict]) -> dict[str, float]:
+    """SelfBudgeter's allowed maximum per question id: the correct length, infinity if the model was wrong."""
+    return {lab["id"]: lab["length"] for lab in labels}
+
+
+def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict]) -> list[TrainSeq]:
+    """SFT examples `<budget>N</budget><think>` + own correct thinking + answer, one per correctly solved row."""
+    by_id = {r["id"]: r for r in rows}
+    return [sft_example(tok, by_id[lab["id"]]["question"], lab["thinking_ids"], by_id[lab["id"]]["answer"],
+                        budget=int(lab["length"]))
+            for lab in labels if lab["correct"]]

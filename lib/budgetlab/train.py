@@ -1,0 +1,322 @@
+"""The training loops: supervised warm start (SFT) and RL, readable top to bottom.
+
+RL step, in stages: sample -> score -> advantages -> update -> log -> checkpoint. Every step seeds
+its own randomness from (seed, step), so a run resumed from a checkpoint samples exactly what the
+uninterrupted run would have, and ends with the same metrics on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from budgetlab.budgets import prior_weights, validate_budgets
+from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
+from budgetlab.config import check_choice, check_range
+from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
+from budgetlab.methods import METHODS, Step, expensive_default, get_method
+from budgetlab.models import reference_model_ctx
+from budgetlab.prompts import encode_prompt, encode_target
+from budgetlab.rewards import alpha_schedule, correctness_reward, selfbudgeter_reward_parts
+from budgetlab.rollout import HFRollout
+from budgetlab.truncation import BUDGET_TAG, Markers
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A per-step seed, so any step can be replayed without the RNG history before it."""
+    return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
+
+
+def autocast(enabled: bool, device: torch.device):
+    """bf16 autocast for the training forward/backward (on CPU it needs AVX512-BF16 to pay off, SPEC §4)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=True)
+
+
+# ----------------------------------------------------------------------------------------------- SFT
+
+
+@dataclass
+class SFTConfig:
+    steps: int = 60  # optimizer steps
+    batch_size: int = 16  # examples per step
+    lr: float = 2e-4
+    micro_batch: int = 16  # examples per forward/backward (memory bound)
+    bf16: bool = True  # bf16 autocast for forward/backward
+    seed: int = 0
+    checkpoint_every: int = 20
+
+
+def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str | Path, *, resume: bool = False,
+        progress: bool = True) -> list[dict]:
+    """Supervised fine-tuning of the trainable (LoRA) weights on `examples`; returns one metrics row per step."""
+    if not examples:
+        raise ValueError("sft got no examples; give at least one (prompt, target) pair.")
+    out_dir = Path(out_dir)
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    rows, start = [], 0
+    if resume and (ck := latest_checkpoint(out_dir)) is not None:
+        start, rows = load_checkpoint(ck, model, opt)
+    model.train()
+    step = start
+    try:
+        for step in _progress(range(start, cfg.steps), progress, "sft"):
+            t0 = time.perf_counter()
+            rng = np.random.default_rng(step_seed(cfg.seed, step))
+            batch = [examples[i] for i in rng.choice(len(examples), size=min(cfg.batch_size, len(examples)),
+                                                     replace=False)]
+            opt.zero_grad(set_to_none=True)
+            total, n_tok = 0.0, 0
+            for mb in range(0, len(batch), cfg.micro_batch):
+                t = collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id)
+                with autocast(cfg.bf16, device):
+                    logp, _ = token_logprobs(model, t["ids"].to(device), t["attention"].to(device))
+                loss = weighted_sft_loss(logp, t["mask"].to(device), t["weight"].to(device)) / len(batch)
+                loss.backward()
+                total += float(loss)
+                n_tok += int(t["attention"].sum())
+            opt.step()
+            dt = time.perf_counter() - t0
+            rows.append({"step": step + 1, "loss": total, "step_seconds": dt, "tokens_per_s": n_tok / dt})
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                save_checkpoint(out_dir, model, opt, step + 1, rows)
+                write_metrics(out_dir / "metrics.csv", rows)
+    except KeyboardInterrupt:
+        save_checkpoint(out_dir, model, opt, len(rows), rows)
+        write_metrics(out_dir / "metrics.csv", rows)
+        raise
+    model.eval()
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ RL
+
+
+@dataclass
+class RLConfig:
+    method: str = "grpo"  # one of METHODS
+    steps: int = 20
+    prompts_per_step: int = 4  # N
+    generations: int = 4  # G thinking traces per prompt
+    budgets: list[int] = field(default_factory=lambda: [16, 32, 48, 64])  # training budget grid (thinking tokens)
+    summaries: int = 1  # A summaries per (trace, budget)
+    max_summary: int = 16  # summary token cap
+    temperature: float = 1.0
+    lr: float = 1e-4
+    epochs: int = 1  # PPO epochs per batch
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # > clip_low is DAPO's clip-higher
+    normaliser: str = "sequence"  # "sequence" mean or "constant" (Dr. GRPO; forced for drgrpo)
+    beta: float = 0.0  # KL to the reference (the model with the adapter disabled)
+    prior: str = "uniform"  # BRPO thinking prior
+    brpo_mode: str = "brpo"  # brpo | v1 | v2 | none
+    decay: float = 0.5  # BRPO's λ
+    quota: float = 0.25  # IBPO: max share of expensive responses among the selected
+    expensive_threshold: int | None = None  # IBPO: thinking tokens above this are expensive (default b_S/2)
+    max_per_prompt: int | None = None  # IBPO: at most this many selected per prompt
+    alpha_start: float = 6.0  # SelfBudgeter tolerance schedule (paper: 6.0 -> 0.1)
+    alpha_end: float = 0.1
+    all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
+    micro_batch: int = 16
+    bf16: bool = True
+    checkpoint_every: int = 5
+    seed: int = 0
+
+    def validate(self) -> "RLConfig":
+        """Check every field before any model work; one sentence per problem."""
+        check_choice("method", self.method, sorted(METHODS))
+        self.budgets = validate_budgets(self.budgets)
+        prior_weights(self.prior, self.budgets)
+        check_choice("brpo_mode", self.brpo_mode, ["brpo", "v1", "v2", "none"])
+        check_choice("normaliser", self.normaliser, NORMALISERS)
+        check_range("quota", self.quota, 0.0, 1.0)
+        check_range("decay", self.decay, 0.0, 1.0)
+        for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
+        if self.method == "drgrpo":
+            self.normaliser = "constant"
+        if self.expensive_threshold is None:
+            self.expensive_threshold = expensive_default(self.budgets)
+        return self
+
+
+def selfbudgeter_prompts(tok, rows, rollout, prefill: Sequence[int | None] | None = None):
+    """SelfBudgeter's two-stage prompt: the model writes <budget>N</budget> (or it is pre-filled), then <think>."""
+    bases = [encode_prompt(tok, r["question"], think=False) for r in rows]
+    if prefill is None or any(p is None for p in prefill):
+        tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>")
+    else:
+        tags = [tok.encode(BUDGET_TAG.format(int(n)), add_special_tokens=False) for n in prefill]
+    think = encode_prompt(tok, "", think=True, only_think=True)
+    prompts = [b + t + think for b, t in zip(bases, tags)]
+    spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]
+    return prompts, spans
+
+
+def score(traces, rows, generations: int) -> torch.Tensor:
+    """r[N, G, S, A]: correctness reward of every summary; a shared summary is graded once."""
+    n, s, a = len(traces) // generations, len(traces[0].summaries), len(traces[0].summaries[0])
+    r = torch.zeros((n, generations, s, a))
+    for idx, tr in enumerate(traces):
+        cache: dict[int, float] = {}
+        for j in range(s):
+            for q in range(a):
+                sm = tr.summaries[j][q]
+                if id(sm) not in cache:
+                    cache[id(sm)] = correctness_reward(sm.text, rows[idx // generations]["answer"])
+                r[idx // generations, idx % generations, j, q] = cache[id(sm)]
+    return r
+
+
+def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float) -> tuple[torch.Tensor, dict]:
+    """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log."""
+    n = len(traces) // generations
+    r = torch.zeros((n, generations))
+    parts_sum: dict[str, float] = {}
+    for idx, tr in enumerate(traces):
+        row = rows[idx // generations]
+        s, e = tr.trained_prefix
+        tag = tok.decode(tr.prompt_ids[s:e])
+        parts = selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
+                                          declared=_declared(tag), length=tr.n_thinking,
+                                          allowed_max=allowed.get(row["id"], math.inf), alpha=alpha)
+        r[idx // generations, idx % generations] = parts["reward"]
+        for k, v in parts.items():
+            if isinstance(v, (int, float, bool)) and v is not None and not (isinstance(v, float) and math.isinf(v)):
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+    logs = {f"sb_{k}": v / len(traces) for k, v in parts_sum.items()}
+    return r, logs
+
+
+def _declared(tag_text: str) -> int | None:
+    from budgetlab.truncation import parse_budget_tag
+
+    return parse_budget_tag(tag_text)
+
+
+def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_id: int) -> dict[str, float]:
+    """PPO-clip (or weighted SFT) over `cfg.epochs` passes; old log-probs are the sampling policy's."""
+    device = next(model.parameters()).device
+    batches = [seqs[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
+    tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
+    max_len = max(int(t["mask"].sum(-1).max()) for t in tensors)
+    old = ref = None
+    if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
+        with torch.no_grad(), autocast(cfg.bf16, device):
+            old = [token_logprobs(model, t["ids"], t["attention"])[0] for t in tensors]
+    if cfg.beta > 0 and loss_kind == "ppo":
+        with torch.no_grad(), reference_model_ctx(model), autocast(cfg.bf16, device):
+            ref = [token_logprobs(model, t["ids"], t["attention"])[0] for t in tensors]
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0}
+    for epoch in range(cfg.epochs):
+        opt.zero_grad(set_to_none=True)
+        for b, t in enumerate(tensors):
+            with autocast(cfg.bf16, device):
+                logp, ent = token_logprobs(model, t["ids"], t["attention"], with_entropy=epoch == 0)
+            if loss_kind == "sft":
+                loss, st = weighted_sft_loss(logp, t["mask"], t["weight"]), {}
+            else:
+                old_b = old[b] if old is not None else logp.detach()
+                loss, st = ppo_clip_loss(logp, old_b, t["adv"], t["mask"], clip_low=cfg.clip_low,
+                                         clip_high=cfg.clip_high, normaliser=cfg.normaliser, max_len=max_len,
+                                         ref_logp=ref[b] if ref is not None else None, beta=cfg.beta)
+            (loss / len(seqs)).backward()
+            w = len(batches[b]) / len(seqs) / cfg.epochs
+            stats["loss"] += float(loss) / len(seqs) / cfg.epochs
+            for k, v in st.items():
+                stats[k] += v * w
+            if ent is not None:
+                m = t["mask"].float()
+                stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * len(batches[b]) / len(seqs)
+        opt.step()
+    stats["train_tokens"] = sum(s.n_trained for s in seqs)
+    return stats
+
+
+def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *, resume: bool = False,
+             allowed: dict | None = None, progress: bool = True, max_steps: int | None = None) -> list[dict]:
+    """Run `cfg.steps` RL steps on `rows` ({id, question, answer, level}); writes metrics.csv and checkpoints.
+
+    `allowed` maps a row id to SelfBudgeter's allowed maximum length (warm-start correct length, inf if wrong).
+    `max_steps` stops early after that many steps in this call (used to simulate a kill in tests).
+    """
+    cfg.validate()
+    if not rows:
+        raise ValueError("train_rl got no training rows; give at least one problem.")
+    out_dir = Path(out_dir)
+    method = get_method(cfg.method)
+    device = next(model.parameters()).device
+    markers = Markers.from_tokenizer(tok)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    metrics, start = [], 0
+    if resume and (ck := latest_checkpoint(out_dir)) is not None:
+        start, metrics = load_checkpoint(ck, model, opt)
+    rollout = HFRollout(model, tok, temperature=cfg.temperature)
+    budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
+    step = start
+    try:
+        for step in _progress(range(start, cfg.steps), progress, cfg.method):
+            if max_steps is not None and step - start >= max_steps:
+                break
+            t0 = time.perf_counter()
+            torch.manual_seed(step_seed(cfg.seed, step))
+            rng = np.random.default_rng(step_seed(cfg.seed, step))
+            batch = [rows[i] for i in rng.choice(len(rows), size=min(cfg.prompts_per_step, len(rows)), replace=False)]
+            # 1. sample: G thinking traces per prompt, summaries at every budget from one thinking pass
+            model.eval()
+            if cfg.method == "selfbudgeter":
+                prompts, spans = selfbudgeter_prompts(tok, [r for r in batch for _ in range(cfg.generations)], rollout)
+            else:
+                prompts = [encode_prompt(tok, r["question"]) for r in batch for _ in range(cfg.generations)]
+                spans = None
+            traces = rollout.rollout(prompts, budgets, n_summaries=cfg.summaries, max_summary=cfg.max_summary,
+                                     trained_prefix=spans)
+            t_sample = time.perf_counter() - t0
+            # 2. score
+            rewards = score(traces, batch, cfg.generations)
+            extra, logs = {}, {}
+            if cfg.method == "selfbudgeter":
+                alpha = alpha_schedule(step, cfg.steps, cfg.alpha_start, cfg.alpha_end)
+                extra["selfbudgeter_reward"], logs = selfbudgeter_rewards(tok, traces, batch, cfg.generations,
+                                                                          allowed or {}, alpha)
+                logs["alpha"] = alpha
+            # 3. advantages -> training sequences
+            out = method(Step(traces, rewards, budgets, markers, cfg, extra))
+            # 4. update
+            model.train()
+            stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id) if out.seqs else {"train_tokens": 0}
+            model.eval()
+            # 5. log
+            dt = time.perf_counter() - t0
+            gen_tokens = sum(t.n_thinking + sum(len(s.ids) for s in {id(s): s for b in t.summaries for s in b}.values())
+                             for t in traces)
+            row = {"step": step + 1, "reward": float(extra.get("selfbudgeter_reward", rewards[:, :, -1, 0]).mean()),
+                   **{f"acc_{b}": float(rewards[:, :, j, :].mean()) for j, b in enumerate(budgets)},
+                   "thinking_len": float(np.mean([t.n_thinking for t in traces])),
+                   "closed_frac": float(np.mean([t.closed for t in traces])),
+                   **stats, **out.logs, **logs, "sample_seconds": t_sample, "step_seconds": dt,
+                   "gen_tokens": gen_tokens, "tokens_per_s": (gen_tokens + stats["train_tokens"]) / dt}
+            metrics.append(row)
+            write_metrics(out_dir / "metrics.csv", metrics)
+            # 6. checkpoint
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                save_checkpoint(out_dir, model, opt, step + 1, metrics, extra={"config": asdict(cfg)})
+    except KeyboardInterrupt:
+        save_checkpoint(out_dir, model, opt, len(metrics), metrics, extra={"config": asdict(cfg)})
+        raise
+    return metrics

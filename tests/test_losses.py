@@ -1,0 +1,86 @@
+"""Losses: PPO clip, normalisers, KL, weighted SFT, collation — literal cases worked by hand."""
+
+import math
+
+import pytest
+import torch
+
+from budgetlab.losses import TrainSeq, collate, normalise, ppo_clip_loss, weighted_sft_loss
+
+
+def test_ppo_loss_at_ratio_one_is_minus_mean_advantage_per_sequence():
+    # one sequence, 2 trained tokens with A = 1 and 3, ratio 1: per-token loss -1, -3; sequence mean = -2
+    logp = torch.tensor([[0.0, -1.0, -2.0]])
+    adv = torch.tensor([[0.0, 1.0, 3.0]])
+    mask = torch.tensor([[False, True, True]])
+    loss, stats = ppo_clip_loss(logp, logp.detach(), adv, mask)
+    assert loss.item() == pytest.approx(-2.0)
+    assert stats["clip_frac"] == 0.0
+
+
+def test_constant_normaliser_divides_by_max_len_not_sequence_length():
+    # Dr. GRPO: Σ token loss / max_len = (-1 - 3) / 8 = -0.5
+    logp = torch.tensor([[0.0, -1.0, -2.0]])
+    adv = torch.tensor([[0.0, 1.0, 3.0]])
+    mask = torch.tensor([[False, True, True]])
+    loss, _ = ppo_clip_loss(logp, logp.detach(), adv, mask, normaliser="constant", max_len=8)
+    assert loss.item() == pytest.approx(-0.5)
+
+
+def test_positive_advantage_ratio_above_clip_is_clipped_and_counted():
+    # ratio = e^0.5 ≈ 1.65 > 1.2 with A = 1: min(1.65, 1.2) = 1.2 -> loss -1.2, one clipped token of one
+    old = torch.tensor([[0.0, -1.0]])
+    new = torch.tensor([[0.0, -0.5]])
+    loss, stats = ppo_clip_loss(new, old, torch.tensor([[0.0, 1.0]]), torch.tensor([[False, True]]))
+    assert loss.item() == pytest.approx(-1.2)
+    assert stats["clip_frac"] == pytest.approx(1.0)
+
+
+def test_clip_higher_lets_a_positive_advantage_ratio_rise_further():
+    old = torch.tensor([[0.0, -1.0]])
+    new = torch.tensor([[0.0, -0.8]])  # ratio e^0.2 ≈ 1.2214
+    loss, stats = ppo_clip_loss(new, old, torch.tensor([[0.0, 1.0]]), torch.tensor([[False, True]]),
+                                clip_low=0.2, clip_high=0.28)
+    assert loss.item() == pytest.approx(-math.exp(0.2), rel=1e-5)
+    assert stats["clip_frac"] == 0.0
+
+
+def test_kl_term_is_zero_when_policy_equals_reference_and_positive_otherwise():
+    logp = torch.tensor([[0.0, -1.0]])
+    mask = torch.tensor([[False, True]])
+    zero_adv = torch.zeros(1, 2)
+    same, st = ppo_clip_loss(logp, logp, zero_adv, mask, ref_logp=logp, beta=0.1)
+    assert same.item() == pytest.approx(0.0) and st["kl"] == pytest.approx(0.0)
+    # k3 with diff = ref - logp = -0.5: e^-0.5 + 0.5 - 1 ≈ 0.10653; × β 0.1
+    other, st = ppo_clip_loss(logp, logp, zero_adv, mask, ref_logp=logp - 0.5, beta=0.1)
+    assert other.item() == pytest.approx(0.1 * (math.exp(-0.5) + 0.5 - 1), rel=1e-5)
+
+
+def test_unknown_normaliser_and_missing_max_len_raise_one_sentence():
+    x = torch.zeros(1, 2)
+    m = torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="normaliser='token'"):
+        normalise(x, m, "token", None)
+    with pytest.raises(ValueError, match="max_len"):
+        normalise(x, m, "constant", None)
+
+
+def test_weighted_sft_loss_is_weighted_mean_negative_loglik():
+    # seq 1: tokens logp -1, -3 (mean -2) weight 1; seq 2: logp -4 weight 0.5 -> 2 + 2 = 4
+    logp = torch.tensor([[0.0, -1.0, -3.0], [0.0, -4.0, 0.0]])
+    mask = torch.tensor([[False, True, True], [False, True, False]])
+    assert weighted_sft_loss(logp, mask, torch.tensor([1.0, 0.5])).item() == pytest.approx(4.0)
+
+
+def test_collate_right_pads_and_keeps_masks_aligned():
+    seqs = [TrainSeq([5, 6, 7], [0, 1, 1], [False, True, True]), TrainSeq([8], [0], [False], weight=2.0)]
+    t = collate(seqs, pad_id=0)
+    assert t["ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert t["attention"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert t["mask"].tolist() == [[False, True, True], [False, False, False]]
+    assert t["weight"].tolist() == [1.0, 2.0]
+
+
+def test_trainseq_with_parts_of_different_length_is_refused():
+    with pytest.raises(ValueError, match="differ in length"):
+        TrainSeq([1, 2], [0.0], [True, True])

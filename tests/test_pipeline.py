@@ -1,0 +1,72 @@
+"""Pipeline parameters: profiles, overrides, sweeps and bad input, all before any model work."""
+
+import json
+
+import pytest
+
+from budgetlab import pipeline
+
+
+def test_every_profile_loads_and_validates():
+    for name in ("smoke", "default", "paper"):
+        p = pipeline.load_params(name)
+        assert p["PROFILE"] == name and p["METHODS"]
+
+
+def test_override_values_are_parsed_as_yaml():
+    p = pipeline.load_params("smoke", {"rl_steps": pipeline.parse_value("3"),
+                                       "TRAIN_BUDGETS": pipeline.parse_value("[2, 6]")})
+    assert p["RL_STEPS"] == 3 and p["TRAIN_BUDGETS"] == [2, 6]
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"METHODS": ["grpo", "ppo"]}, "method='ppo'"),
+    ({"TRAIN_BUDGETS": [8, 4]}, "increasing"),
+    ({"EVAL_BUDGETS": [0, 4]}, "positive"),
+    ({"PRIOR": "cosine"}, "cosine"),
+    ({"QUOTA": 1.5}, "QUOTA=1.5"),
+    ({"MODEL": "./no/such/model"}, "does not exist"),
+    ({"ADAPTER": "ia3"}, "ADAPTER='ia3'"),
+    ({"NOT_A_KEY": 1}, "NOT_A_KEY"),
+])
+def test_bad_parameters_fail_with_one_sentence_naming_the_value(over, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.load_params("smoke", over)
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ValueError, match="smoke"):
+        pipeline.load_params("huge")
+
+
+def test_sweep_grid_is_the_cartesian_product_and_method_sets_methods():
+    grid = pipeline.sweep_grid(["method=grpo,brpo", "SEED=0,1"])
+    assert grid == [{"METHODS": ["grpo"], "SEED": 0}, {"METHODS": ["grpo"], "SEED": 1},
+                    {"METHODS": ["brpo"], "SEED": 0}, {"METHODS": ["brpo"], "SEED": 1}]
+    with pytest.raises(ValueError, match="KEY=v1,v2"):
+        pipeline.sweep_grid(["method"])
+
+
+def test_main_reports_bad_input_in_one_line_and_exit_code_2(capsys, tmp_path):
+    code = pipeline.main(["--profile", "smoke", "--run-dir", str(tmp_path / "r"), "-p", "METHODS=[ppo]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "ppo" in err[0]
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_rl_stage_runs_once_per_method():
+    runs = pipeline.stage_runs({"METHODS": ["grpo", "brpo"]})
+    assert [name for _, name, _ in runs] == ["00_data_prep", "01_budget_sft", "02_rl_grpo", "02_rl_brpo",
+                                            "03_anytime_eval", "04_report"]
+
+
+def test_notebooks_have_one_parameters_cell_and_no_outputs():
+    import nbformat
+
+    for path in sorted(pipeline.NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert [p.stem for p in sorted(pipeline.NOTEBOOKS.glob("*.ipynb"))] == list(pipeline.STAGES)
