@@ -361,7 +361,7 @@ def _sb(correct, fmt, penalty, length, reward) -> dict[str, float]:
         (BUDGETED, "8", None, 100, 120, _sb(0.0, 1.0, 0.0, 0.5, 0.5)),  # wrong: 0 + 0.5 * 1; N read from the tag
         (BUDGETED, "9", 100, 100, 80, _sb(1.0, 1.0, -0.5, 0.0, -0.5)),  # declared 100 > allowed 80: overflow
         (GOOD, "9", None, 10, math.inf, _sb(1.0, 0.0, 0.0, 0.0, -1.0)),  # no tag, no declared budget: format
-        ("<budget>5</budget>\\boxed{9}", "9", 5, 5, math.inf, _sb(1.0, 0.0, 0.0, 0.0, -1.0)),  # no </think>
+        ("<budget>5</budget>\\boxed{9}", "9", 5, 5, math.inf, _sb(0.0, 0.0, 0.0, 0.0, -1.0)),  # no </think>: not graded
         (GOOD, "9", 0, 10, math.inf, _sb(1.0, 0.0, 0.0, 0.0, -1.0)),  # declared 0 is not a budget
     ],
 )
@@ -414,3 +414,14 @@ def test_get_reward_returns_registered_functions_and_names_the_known_ones():
     assert set(REWARDS) == {"correctness", "selfbudgeter", "l1"}
     with pytest.raises(ValueError, match="correctness"):
         get_reward("cosine")
+
+
+def test_an_identical_boxed_string_is_accepted_without_the_parser_and_a_different_one_is_not():
+    assert is_correct("x</think> Final answer: \\boxed{42}", "42")
+    assert not is_correct("x</think> Final answer: \\boxed{43}", "42")
+
+
+def test_correctness_reward_does_not_grade_an_unformatted_response():
+    # no </think>: the reward is 0 even though the boxed answer is right
+    assert correctness_reward("\\boxed{9}", "9") == 0.0
+    assert correctness_reward("7+2=9.</think> Final answer: \\boxed{9}", "9") == 1.0

@@ -65,7 +65,8 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
             for j, b in enumerate(budgets):
                 sm = tr.summaries[j][0]
                 if id(sm) not in graded:
-                    graded[id(sm)] = (is_formatted(sm.text), is_correct(sm.text, row["answer"]))
+                    fmt = is_formatted(sm.text)  # an unformatted summary scores 0 and is not parsed
+                    graded[id(sm)] = (fmt, fmt and is_correct(sm.text, row["answer"]))
                 fmt, ok = graded[id(sm)]
                 out.append({"model": name, "id": row["id"], "level": row.get("level", 0), "sample": i % samples,
                             "budget": b, "kept": sm.kept, "truncated": sm.truncated, "closed": tr.closed,

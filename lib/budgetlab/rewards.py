@@ -186,6 +186,8 @@ def is_correct(response: str, reference: str, timeout_s: float = GRADE_TIMEOUT_S
         if extracted is None:
             return False
         pred_text, boxed_only = extracted
+        if boxed_only and pred_text.strip() in ("\\boxed{" + gold_text.strip() + "}", "$" + gold_text.strip() + "$"):
+            return True  # the same string is the same answer: skip the parser (most graded answers here)
         main = threading.current_thread() is threading.main_thread()
         if main and hasattr(signal, "setitimer"):
             return _verify_with_alarm(gold_text, pred_text, boxed_only, timeout_s)
@@ -212,8 +214,8 @@ def correctness_reward_parts(response: str, reference: str) -> dict[str, float]:
 
 
 def correctness_reward(response: str, reference: str) -> float:
-    """1.0 if the response is formatted and correct, else 0.0."""
-    return correctness_reward_parts(response, reference)["reward"]
+    """1.0 if the response is formatted and correct, else 0.0 (an unformatted response is not graded)."""
+    return float(is_formatted(response) and is_correct(response, reference))
 
 
 def _completion_text(completion: Any) -> str:
@@ -279,7 +281,7 @@ def selfbudgeter_reward_parts(
     or not is_formatted) -> format_penalty; declared > allowed_max -> overflow_penalty; otherwise
     correct + length_weight * budget_match_score(length, declared, alpha). `length` in the result is
     that weighted length term, so reward = correct + length on the in-budget branch; `correct` is
-    filled on every branch, for logging.
+    filled on the overflow branch too, for logging (an unformatted response is not graded: 0).
     """
     if not alpha > 0:
         raise ValueError(f"alpha={alpha!r} must be positive (the tolerance is alpha * declared budget).")
@@ -289,9 +291,10 @@ def selfbudgeter_reward_parts(
         raise ValueError(f"allowed_max={allowed_max!r} must be positive (math.inf when the warm start was wrong).")
     if declared is None:
         declared = parse_budget_tag(response)
-    correct = float(is_correct(response, reference))
+    formatted = is_formatted(response)
+    correct = float(formatted and is_correct(response, reference))  # bad format is not graded: it scores the penalty
     parts = {"correct": correct, "format": 0.0, "budget_penalty": 0.0, "length": 0.0, "reward": format_penalty}
-    if declared is None or isinstance(declared, bool) or not declared > 0 or not is_formatted(response):
+    if declared is None or isinstance(declared, bool) or not declared > 0 or not formatted:
         return parts
     parts["format"] = 1.0
     if declared > allowed_max:
