@@ -72,7 +72,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, rows = load_checkpoint(ck, model, opt)
     model.train()
-    step = start
+    consistent = True
     try:
         for step in _progress(range(start, cfg.steps), progress, "sft"):
             t0 = time.perf_counter()
@@ -80,6 +80,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             batch = [examples[i] for i in rng.choice(len(examples), size=min(cfg.batch_size, len(examples)),
                                                      replace=False)]
             opt.zero_grad(set_to_none=True)
+            consistent = False
             total, n_tok = 0.0, 0
             for mb in range(0, len(batch), cfg.micro_batch):
                 t = collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id)
@@ -87,17 +88,19 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                     logp, _ = token_logprobs(model, t["ids"].to(device), t["attention"].to(device))
                 loss = weighted_sft_loss(logp, t["mask"].to(device), t["weight"].to(device)) / len(batch)
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
                 n_tok += int(t["attention"].sum())
             opt.step()
             dt = time.perf_counter() - t0
             rows.append({"step": step + 1, "loss": total, "step_seconds": dt, "tokens_per_s": n_tok / dt})
+            consistent = True
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 save_checkpoint(out_dir, model, opt, step + 1, rows)
                 write_metrics(out_dir / "metrics.csv", rows)
     except KeyboardInterrupt:
-        save_checkpoint(out_dir, model, opt, len(rows), rows)
-        write_metrics(out_dir / "metrics.csv", rows)
+        if consistent:
+            save_checkpoint(out_dir, model, opt, len(rows), rows)
+            write_metrics(out_dir / "metrics.csv", rows)
         raise
     model.eval()
     return rows
@@ -237,7 +240,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
                                          ref_logp=ref[b] if ref is not None else None, beta=cfg.beta)
             (loss / len(seqs)).backward()
             w = len(batches[b]) / len(seqs) / cfg.epochs
-            stats["loss"] += float(loss) / len(seqs) / cfg.epochs
+            stats["loss"] += float(loss.detach()) / len(seqs) / cfg.epochs
             for k, v in st.items():
                 stats[k] += v * w
             if ent is not None:
@@ -267,8 +270,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
     rollout = HFRollout(model, tok, temperature=cfg.temperature)
+    consistent = True
     budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
-    step = start
     try:
         for step in _progress(range(start, cfg.steps), progress, cfg.method):
             if max_steps is not None and step - start >= max_steps:
@@ -298,6 +301,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             # 3. advantages -> training sequences
             out = method(Step(traces, rewards, budgets, markers, cfg, extra))
             # 4. update
+            consistent = False  # weights change before this step's metrics row exists
             model.train()
             stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id) if out.seqs else {"train_tokens": 0}
             model.eval()
@@ -312,11 +316,13 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                    **stats, **out.logs, **logs, "sample_seconds": t_sample, "step_seconds": dt,
                    "gen_tokens": gen_tokens, "tokens_per_s": (gen_tokens + stats["train_tokens"]) / dt}
             metrics.append(row)
+            consistent = True
             write_metrics(out_dir / "metrics.csv", metrics)
             # 6. checkpoint
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 save_checkpoint(out_dir, model, opt, step + 1, metrics, extra={"config": asdict(cfg)})
     except KeyboardInterrupt:
-        save_checkpoint(out_dir, model, opt, len(metrics), metrics, extra={"config": asdict(cfg)})
+        if consistent:  # mid-update weights match no step: keep the last periodic checkpoint instead
+            save_checkpoint(out_dir, model, opt, len(metrics), metrics, extra={"config": asdict(cfg)})
         raise
     return metrics
