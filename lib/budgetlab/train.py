@@ -212,12 +212,25 @@ def _declared(tag_text: str) -> int | None:
     return parse_budget_tag(tag_text)
 
 
-def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_id: int) -> dict[str, float]:
+def average_gradients(model, accelerator) -> None:
+    """Data parallel: every process ends the backward pass with the mean gradient over processes (as DDP does)."""
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:  # a process with nothing to train this step still joins the all-reduce
+                p.grad = torch.zeros_like(p)
+            p.grad = accelerator.reduce(p.grad, reduction="mean")
+
+
+def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_id: int,
+           accelerator=None) -> dict[str, float]:
     """PPO-clip (or weighted SFT) over `cfg.epochs` passes; old log-probs are the sampling policy's."""
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "train_tokens": sum(s.n_trained for s in seqs)}
+    if not seqs and (accelerator is None or accelerator.num_processes == 1):
+        return stats
     device = next(model.parameters()).device
     batches = [seqs[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
     tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
-    max_len = max(int(t["mask"].sum(-1).max()) for t in tensors)
+    max_len = max([int(t["mask"].sum(-1).max()) for t in tensors], default=1)
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
         with torch.no_grad(), autocast(cfg.bf16, device):
@@ -225,7 +238,6 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     if cfg.beta > 0 and loss_kind == "ppo":
         with torch.no_grad(), reference_model_ctx(model), autocast(cfg.bf16, device):
             ref = [token_logprobs(model, t["ids"], t["attention"])[0] for t in tensors]
-    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0}
     for epoch in range(cfg.epochs):
         opt.zero_grad(set_to_none=True)
         for b, t in enumerate(tensors):
@@ -246,18 +258,24 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
             if ent is not None:
                 m = t["mask"].float()
                 stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * len(batches[b]) / len(seqs)
+        if accelerator is not None and accelerator.num_processes > 1:
+            average_gradients(model, accelerator)
         opt.step()
-    stats["train_tokens"] = sum(s.n_trained for s in seqs)
     return stats
 
 
 def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *, resume: bool = False,
-             allowed: dict | None = None, progress: bool = True, max_steps: int | None = None) -> list[dict]:
+             allowed: dict | None = None, progress: bool = True, max_steps: int | None = None,
+             accelerator=None) -> list[dict]:
     """Run `cfg.steps` RL steps on `rows` ({id, question, answer, level}); writes metrics.csv and checkpoints.
 
     `allowed` maps a row id to SelfBudgeter's allowed maximum length (warm-start correct length, inf if wrong).
     `max_steps` stops early after that many steps in this call (used to simulate a kill in tests).
+    `accelerator` (accelerate.Accelerator) runs data parallel: each process samples its own prompts, gradients
+    are averaged, the logged row is the mean over processes and the main process writes the files.
     """
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    main = rank == 0
     cfg.validate()
     if not rows:
         raise ValueError("train_rl got no training rows; give at least one problem.")
@@ -277,8 +295,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             if max_steps is not None and step - start >= max_steps:
                 break
             t0 = time.perf_counter()
-            torch.manual_seed(step_seed(cfg.seed, step))
-            rng = np.random.default_rng(step_seed(cfg.seed, step))
+            torch.manual_seed(step_seed(cfg.seed, step) + rank)
+            rng = np.random.default_rng([step_seed(cfg.seed, step), rank])
             batch = [rows[i] for i in rng.choice(len(rows), size=min(cfg.prompts_per_step, len(rows)), replace=False)]
             # 1. sample: G thinking traces per prompt, summaries at every budget from one thinking pass
             model.eval()
@@ -303,7 +321,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             # 4. update
             consistent = False  # weights change before this step's metrics row exists
             model.train()
-            stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id) if out.seqs else {"train_tokens": 0}
+            stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id, accelerator)
             model.eval()
             # 5. log
             dt = time.perf_counter() - t0
@@ -315,14 +333,18 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                    "closed_frac": float(np.mean([t.closed for t in traces])),
                    **stats, **out.logs, **logs, "sample_seconds": t_sample, "step_seconds": dt,
                    "gen_tokens": gen_tokens, "tokens_per_s": (gen_tokens + stats["train_tokens"]) / dt}
+            if world > 1:
+                row = {k: float(accelerator.reduce(torch.tensor(float(v)), reduction="mean")) for k, v in row.items()}
+                row["step"], row["world_size"] = step + 1, world
             metrics.append(row)
             consistent = True
-            write_metrics(out_dir / "metrics.csv", metrics)
+            if main:
+                write_metrics(out_dir / "metrics.csv", metrics)
             # 6. checkpoint
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            if main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
                 save_checkpoint(out_dir, model, opt, step + 1, metrics, extra={"config": asdict(cfg)})
     except KeyboardInterrupt:
-        if consistent:  # mid-update weights match no step: keep the last periodic checkpoint instead
+        if consistent and main:  # mid-update weights match no step: keep the last periodic checkpoint instead
             save_checkpoint(out_dir, model, opt, len(metrics), metrics, extra={"config": asdict(cfg)})
         raise
     return metrics
