@@ -8,6 +8,8 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
 PYTEST_ARGS ?=
+# OpenMP threads that spin while waiting starve each other on a small shared CPU (see LOG.md)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup run test test-fast bench lab clean-results
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning OpenMP threads starve a 2-core box
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 """Generation backends: sample thinking once up to the largest budget, then forced summaries at every budget.
 
 One interface, two backends. `HFRollout` (transformers, CPU or CUDA) reuses the prompt+thinking KV
-cache for every budget: the cache is cropped to the budget's column, the inserted markers are appended,
-and a short summary is decoded (SPEC §6, §8). `VLLMRollout` (optional `gpu` extra) does the same through
+cache for every budget: each distinct cut becomes a row whose thinking past the cut is masked out, the
+inserted markers are appended, and the summaries of all budgets decode in one batched call (SPEC §6, §8). `VLLMRollout` (optional `gpu` extra) does the same through
 vLLM's prefix caching; it is written against vLLM's documented API and was not run here (README).
 
 Token bookkeeping is explicit so training never touches inserted tokens: a `Trace` keeps the prompt,
@@ -85,11 +85,12 @@ class HFRollout:
     """Batched sampling with a transformers causal LM; one thinking pass serves every budget."""
 
     def __init__(self, model, tokenizer, *, temperature: float = 1.0, top_p: float = 1.0,
-                 batch_size: int = 64, reuse_cache: bool = True):
+                 batch_size: int = 64, reuse_cache: bool = True, max_rows: int = 256):
         self.model, self.tok = model, tokenizer
         self.markers = Markers.from_tokenizer(tokenizer)
         self.temperature, self.top_p = temperature, top_p
         self.batch_size, self.reuse_cache = batch_size, reuse_cache
+        self.max_rows = max_rows  # summary rows decoded together (memory: each row holds a copy of its KV cache)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
 
@@ -154,37 +155,45 @@ class HFRollout:
         return traces
 
     def _summaries_from_cache(self, traces, budgets, out, prompt_mask, n_summaries, max_summary, do_sample):
-        """Crop the thinking pass's KV cache to each budget's column (largest first) and decode summaries."""
+        """Every budget's summaries in one batched call that reuses the thinking pass's KV cache.
+
+        Each distinct cut (trace, kept, truncated) becomes a row: the cache rows are copied, the thinking past
+        the cut is masked out (the same column for every row, since prompts are left-padded), the markers
+        are appended, and all rows decode together: S budgets cost one short decode, not S (SPEC §8).
+        """
+        from transformers import DynamicCache
+
         width = prompt_mask.shape[1]
-        seq, cache = out.sequences.cpu(), out.past_key_values
-        done: list[dict] = [dict() for _ in traces]  # per trace: (kept, truncated) -> list[Summary]
-        for j in reversed(range(len(budgets))):
-            cuts = [cut_point(t.n_thinking, t.closed, budgets[j]) for t in traces]
-            need = [cuts[i] not in done[i] for i in range(len(traces))]
-            if any(need):
-                col = width + min(budgets[j], seq.shape[1] - width)
-                base_mask = prompt_mask.clone()
-                think_mask = torch.zeros((len(traces), col - width), dtype=torch.long)
-                for i, (kept, _) in enumerate(cuts):
-                    think_mask[i, :kept] = 1
-                chunks = [(self.markers.cut_ids if trunc else self.markers.end_ids) + self.markers.cue_ids
-                          for _, trunc in cuts]
-                chunk_ids, chunk_mask = left_pad(chunks, self.pad_id)
-                ids = torch.cat([seq[:, :col], chunk_ids], dim=1)
-                mask = torch.cat([base_mask, think_mask, chunk_mask], dim=1)
-                results = []
-                for _ in range(n_summaries):
-                    extra = cache.get_seq_length() - col
-                    if extra > 0:
-                        cache.crop(-extra)
-                    gen = self._generate(ids, mask, max_summary, do_sample, cache=cache)
-                    results.append(gen.sequences[:, ids.shape[1]:].tolist())
-                for i in range(len(traces)):
-                    if need[i]:
-                        done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], _until_eos(r[i], self.eos_id, True))
-                                            for r in results]
-            for i, t in enumerate(traces):
-                t.summaries[j] = done[i][cuts[i]]
+        seq, cache = out.sequences, out.past_key_values
+        n_gen = seq.shape[1] - width
+        jobs = []  # (trace index, cut) for every distinct cut; shared cuts share one summary (SPEC §6)
+        for i, t in enumerate(traces):
+            for b in budgets:
+                cut = cut_point(t.n_thinking, t.closed, b)
+                if (i, cut) not in jobs:
+                    jobs.append((i, cut))
+        done: dict[tuple, list[Summary]] = {}
+        per_call = max(1, self.max_rows // n_summaries)
+        for start in range(0, len(jobs), per_call):
+            part = jobs[start:start + per_call]
+            rows = [i for i, _ in part for _ in range(n_summaries)]
+            idx = torch.tensor(rows, device=seq.device)
+            think_mask = torch.zeros((len(rows), n_gen), dtype=torch.long)
+            chunks = []
+            for r, (i, (kept, trunc)) in enumerate((job for job in part for _ in range(n_summaries))):
+                think_mask[r, :kept] = 1
+                chunks.append((self.markers.cut_ids if trunc else self.markers.end_ids) + self.markers.cue_ids)
+            chunk_ids, chunk_mask = left_pad(chunks, self.pad_id)
+            ids = torch.cat([seq[idx].cpu(), chunk_ids], dim=1)
+            mask = torch.cat([prompt_mask[idx.cpu()], think_mask, chunk_mask], dim=1)
+            rows_cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers],
+                                      config=self.model.config)
+            gen = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache).sequences[:, ids.shape[1]:]
+            for k, (i, cut) in enumerate(part):
+                done[(i, cut)] = [Summary(cut[0], cut[1], _until_eos(gen[k * n_summaries + a].tolist(), self.eos_id,
+                                                                     True)) for a in range(n_summaries)]
+        for i, t in enumerate(traces):
+            t.summaries = [done[(i, cut_point(t.n_thinking, t.closed, b))] for b in budgets]
 
     def _summaries_from_scratch(self, traces, budgets, n_summaries, max_summary, do_sample):
         """The peer of the cached path: rebuild and re-run every summary prompt from the start."""

@@ -1,0 +1,84 @@
+"""Cost of an anytime curve: one thinking pass + summaries at S budgets, against one plain generation pass.
+
+    python benchmarks/bench_anytime_eval.py [--model default] [--problems 16] [--budgets 8] [--max-thinking 64]
+
+The peer is a single `generate` call that writes thinking and answer in one go, up to b_max + summary cap
+new tokens: the cost of one full-length answer per problem. Ours samples the same thinking once, then
+forces a summary at every budget of an S-point grid (KV cache reused, all budgets in one batched call).
+Also timed: the same curve rebuilding every summary prompt from scratch. Runs alternate; medians are
+reported; the last line is JSON with `ratio` = ours / plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads starve a 2-core box
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from budgetlab.budgets import budget_grid  # noqa: E402
+from budgetlab.data import make_synthetic  # noqa: E402
+from budgetlab.models import load_model  # noqa: E402
+from budgetlab.prompts import encode_prompt  # noqa: E402
+from budgetlab.rollout import HFRollout, left_pad  # noqa: E402
+
+
+def plain_pass(model, tok, prompts, max_new: int) -> float:
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, min_new_tokens=max_new,
+                       do_sample=True, top_k=0, pad_token_id=tok.pad_token_id)
+    return time.perf_counter() - t0
+
+
+def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool) -> float:
+    roll = HFRollout(model, tok, reuse_cache=reuse)
+    t0 = time.perf_counter()
+    roll.rollout(prompts, budgets, max_summary=max_summary)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--problems", type=int, default=16)
+    ap.add_argument("--budgets", type=int, default=8, help="points in the budget grid")
+    ap.add_argument("--max-thinking", type=int, default=64)
+    ap.add_argument("--max-summary", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model, tok = load_model(args.model)
+    model.eval()
+    rows = make_synthetic(args.problems, seed=1)
+    prompts = [encode_prompt(tok, r["question"]) for r in rows]
+    budgets = budget_grid(args.max_thinking, args.budgets)
+    # The untrained model rarely closes its thinking, so every pass runs to b_max: a like-for-like token count.
+    torch.manual_seed(0)
+    curve(model, tok, prompts[:2], budgets, args.max_summary, True)  # warm-up
+    times = {"plain": [], "ours": [], "scratch": []}
+    for r in range(args.rounds):
+        torch.manual_seed(r)
+        times["plain"].append(plain_pass(model, tok, prompts, args.max_thinking + args.max_summary))
+        times["ours"].append(curve(model, tok, prompts, budgets, args.max_summary, True))
+        times["scratch"].append(curve(model, tok, prompts, budgets, args.max_summary, False))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),
+                      "scratch_s": round(med["scratch"], 3), "ratio": round(med["ours"] / med["plain"], 3),
+                      "ratio_scratch": round(med["scratch"] / med["plain"], 3), "budgets": budgets,
+                      "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
+                      "threads": args.threads}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

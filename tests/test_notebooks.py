@@ -1,0 +1,70 @@
+"""The whole notebook chain on the smoke profile through papermill (slow tier; CI runs it too)."""
+
+import json
+import re
+
+import pytest
+
+from budgetlab import pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    pipeline.run("smoke", run_dir)
+    return run_dir
+
+
+def test_summary_has_the_untrained_start_and_every_method_in_the_spec_shape(smoke_run):
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert summary["profile"] == "smoke"
+    expected = {"untrained", "warmstart", "grpo", "drgrpo", "brpo", "ibpo", "selfbudgeter"}
+    assert expected <= set(summary["methods"])
+    for name, m in summary["methods"].items():
+        assert 0.0 <= m["anytime_score"] <= 1.0, name
+        assert len(m["accuracy_by_budget"]) >= 2, name
+        assert m["mean_thinking_tokens"] >= 0, name
+
+
+def test_every_stage_left_its_executed_notebook_and_the_report_embeds_its_figures(smoke_run):
+    names = {p.stem for p in (smoke_run / "notebooks").glob("*.ipynb")}
+    assert {"00_data_prep", "01_budget_sft", "03_anytime_eval", "04_report"} <= names
+    assert {f"02_rl_{m}" for m in ("grpo", "drgrpo", "brpo", "ibpo", "selfbudgeter")} <= names
+    pngs = list((smoke_run / "figures").glob("*.png"))
+    assert len(pngs) >= 3 and all((p.with_suffix(".svg")).exists() for p in pngs)
+    html = (smoke_run / "report.html").read_text()
+    assert len(re.findall(r"data:image/png;base64", html)) >= 4
+    assert "import budgetlab" not in html  # inputs hidden
+
+
+def test_rl_metrics_have_one_row_per_step_with_the_logged_columns(smoke_run):
+    import pandas as pd
+
+    for method in ("grpo", "brpo", "ibpo", "selfbudgeter"):
+        df = pd.read_csv(smoke_run / "rl" / method / "metrics.csv")
+        assert list(df["step"]) == [1, 2], method
+        for col in ("reward", "acc_4", "acc_8", "thinking_len", "step_seconds", "tokens_per_s"):
+            assert col in df, (method, col)
+
+
+def test_resume_skips_finished_stages(smoke_run, capsys):
+    pipeline.run("smoke", smoke_run, resume=True)
+    out = capsys.readouterr().out
+    assert out.count("done earlier, skipped") == len(pipeline.stage_runs(pipeline.load_params("smoke")))
+
+
+def test_rl_notebook_runs_with_a_qlora_adapter(smoke_run, tmp_path):
+    import papermill as pm
+
+    # QLoRA needs a QLoRA warm start: run 01 and 02 on a 4-bit base into a copy of the smoke data
+    run = tmp_path / "qlora"
+    (run / "data").mkdir(parents=True)
+    for f in ("train.jsonl", "eval.jsonl"):
+        (run / "data" / f).write_text((smoke_run / "data" / f).read_text())
+    params = {**pipeline.load_params("smoke", {"ADAPTER": "qlora"}), "RUN_DIR": str(run)}
+    pipeline.run_stage("01_budget_sft", "01_budget_sft", params, run, resume=False)
+    pipeline.run_stage("02_rl", "02_rl_grpo", {**params, "METHOD": "grpo"}, run, resume=False)
+    assert (run / "adapters" / "grpo" / "adapter_config.json").exists()
+    assert pm.inspect_notebook(str(pipeline.NOTEBOOKS / "02_rl.ipynb"))["ADAPTER"]
