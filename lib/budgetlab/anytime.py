@@ -77,8 +77,9 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
 
 
 def majority_vote(answers: Sequence[str | None]) -> str | None:
-    """The most common non-empty answer (ties: the first seen), None if there is none."""
-    votes = Counter(a for a in answers if a)
+    """The most common non-empty answer (ties: the first seen), None if there is none (None/NaN are no vote)."""
+    answers = [a for a in answers if isinstance(a, str) and a]
+    votes = Counter(answers)
     return max(votes, key=lambda a: (votes[a], -answers.index(a))) if votes else None
 
 
