@@ -21,7 +21,7 @@ from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
 
 def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, samples: int = 1,
                    max_summary: int = 12, do_sample: bool | None = None, temperature: float = 1.0,
-                   budget_tag: str | int | None = None, batch_size: int = 32, progress: bool = True,
+                   budget_tag: str | int | None = None, batch_size: int = 64, progress: bool = True,
                    name: str = "model") -> pd.DataFrame:
     """Long table of graded forced summaries: columns id, level, sample, budget, correct, formatted, ...
 

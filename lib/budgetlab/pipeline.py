@@ -54,7 +54,7 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 
 
 OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
-                 "SFT_LR", "ROLLOUT", "PROFILE"}
+                 "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N"}
 
 
 def validate_params(p: dict) -> None:
