@@ -10,7 +10,9 @@ import threading
 import time
 from typing import Any, Callable
 
+from budgetlab import truncation
 from budgetlab.config import check_choice
+from budgetlab.truncation import THINK_END
 
 MAX_RESPONSE_CHARS = 200_000  # only this tail of a response is graded: final answers sit at the end
 MAX_ANSWER_CHARS = 1_000  # an extracted answer longer than this is not a final answer
@@ -21,8 +23,6 @@ _BOXED_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.S)  # "\{", "\}" and "\\" are escapes, not groups
 _GSM8K_ANSWER = re.compile(r"####\s*\$?\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?)")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_BUDGET_TAG = re.compile(r"\s*<budget>\s*(\d{1,12})\s*</budget>")
-THINK_END = "</think>"
 
 
 # --- answer extraction ---------------------------------------------------------------------------
@@ -243,9 +243,9 @@ def trl_correctness_reward(completions: list, answer: list, **kwargs: Any) -> li
 
 
 def parse_budget_tag(text: str) -> int | None:
-    """N from a leading '<budget>N</budget>' (N a positive integer), else None."""
-    m = _BUDGET_TAG.match(text) if isinstance(text, str) else None
-    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+    """N from a leading '<budget>N</budget>' when N is a positive integer (a reward needs a real budget), else None."""
+    n = truncation.parse_budget_tag(text)
+    return n if n is not None and n > 0 else None
 
 
 def alpha_schedule(step: int, total_steps: int, start: float = 6.0, end: float = 0.1) -> float:

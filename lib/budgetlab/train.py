@@ -25,7 +25,7 @@ from budgetlab.models import reference_model_ctx
 from budgetlab.prompts import encode_prompt, encode_target
 from budgetlab.rewards import alpha_schedule, correctness_reward, selfbudgeter_reward_parts
 from budgetlab.rollout import HFRollout
-from budgetlab.truncation import BUDGET_TAG, Markers
+from budgetlab.truncation import BUDGET_TAG, Markers, parse_budget_tag
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -196,7 +196,7 @@ def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: f
         s, e = tr.trained_prefix
         tag = tok.decode(tr.prompt_ids[s:e])
         parts = selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
-                                          declared=_declared(tag), length=tr.n_thinking,
+                                          declared=parse_budget_tag(tag), length=tr.n_thinking,
                                           allowed_max=allowed.get(row["id"], math.inf), alpha=alpha)
         r[idx // generations, idx % generations] = parts["reward"]
         for k, v in parts.items():
@@ -204,12 +204,6 @@ def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: f
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
     logs = {f"sb_{k}": v / len(traces) for k, v in parts_sum.items()}
     return r, logs
-
-
-def _declared(tag_text: str) -> int | None:
-    from budgetlab.truncation import parse_budget_tag
-
-    return parse_budget_tag(tag_text)
 
 
 def average_gradients(model, accelerator) -> None:
