@@ -15,7 +15,8 @@ def setup_style() -> None:
 
 
 def save(fig, folder: str | Path, name: str) -> list[Path]:
-    """Write fig as folder/name.png and .svg (atomically: temp name, then rename)."""
+    """Write fig as folder/name.png and .svg (atomically: temp name, then rename), then close it in pyplot
+    so a notebook shows it once, where the cell returns it, not again at the end of the cell."""
     import os
 
     folder = Path(folder)
@@ -26,6 +27,7 @@ def save(fig, folder: str | Path, name: str) -> list[Path]:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
         os.replace(tmp, final)
         paths.append(final)
+    plt.close(fig)
     return paths
 
 
