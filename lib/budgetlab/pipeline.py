@@ -97,9 +97,7 @@ def run_stage(stage: str, name: str, params: dict, run_dir: Path, resume: bool) 
 
     src = NOTEBOOKS / f"{stage}.ipynb"
     declared = set(pm.inspect_notebook(str(src)))
-    given = {k: v for k, v in params.items() if k in declared}
-    given.update({"RUN_DIR": str(run_dir), "RESUME": resume})
-    given = {k: v for k, v in given.items() if k in declared}
+    given = {k: v for k, v in {**params, "RUN_DIR": str(run_dir), "RESUME": resume}.items() if k in declared}
     out = run_dir / "notebooks" / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
