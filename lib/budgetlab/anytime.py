@@ -16,7 +16,8 @@ from budgetlab.budgets import validate_budgets
 from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import extract_boxed, is_correct, is_formatted
 from budgetlab.rollout import HFRollout
-from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
+from budgetlab.selfbudget import budget_tag_prompts
+from budgetlab.truncation import parse_budget_tag
 
 
 def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, samples: int = 1,
@@ -38,14 +39,9 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
     if budget_tag is None:
         prompts = [encode_prompt(tok, r["question"]) for r in expanded]
     else:
-        bases = [encode_prompt(tok, r["question"], think=False) for r in expanded]
-        if budget_tag == "self":
-            tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>", do_sample=do_sample)
-        else:
-            tags = [tok.encode(BUDGET_TAG.format(int(budget_tag)), add_special_tokens=False)] * len(bases)
-        think = encode_prompt(tok, "", only_think=True)
-        prompts = [b + t + think for b, t in zip(bases, tags)]
-        spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]
+        prompts, spans = budget_tag_prompts(tok, [r["question"] for r in expanded], rollout,
+                                            prefill=None if budget_tag == "self" else int(budget_tag),
+                                            do_sample=do_sample)
     out = []
     chunks = range(0, len(prompts), batch_size)
     if progress:

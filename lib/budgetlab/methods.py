@@ -52,13 +52,14 @@ def completion_seq(trace: Trace, summary: Summary, markers: Markers, think_adv, 
     were inserted, so they are never trained (SPEC §6).
     """
     kept = trace.thinking_ids[: summary.kept]
-    per_tok = [float(think_adv)] * len(kept) if isinstance(think_adv, (int, float)) else list(think_adv)[: len(kept)]
-    last = per_tok[-1] if per_tok else (float(think_adv) if isinstance(think_adv, (int, float)) else 0.0)
+    scalar = isinstance(think_adv, (int, float))
+    per_tok = [float(think_adv)] * len(kept) if scalar else [float(a) for a in think_adv][: len(kept)]
+    last = float(think_adv) if scalar else (per_tok[-1] if per_tok else 0.0)  # for </think> and a budget tag
     p = trace.prompt_ids
     ids, adv, mask = list(p), [0.0] * len(p), [False] * len(p)
     s, e = trace.trained_prefix
     for t in range(s, e):  # a generated budget tag is trained with the thinking's advantage
-        adv[t], mask[t] = (float(think_adv) if isinstance(think_adv, (int, float)) else last), train_thinking
+        adv[t], mask[t] = last, train_thinking
     ids += kept
     adv += per_tok
     mask += [train_thinking] * len(kept)

@@ -13,6 +13,7 @@ from budgetlab.losses import TrainSeq
 from budgetlab.prompts import encode_prompt, sft_example
 from budgetlab.rewards import correctness_reward
 from budgetlab.rollout import HFRollout
+from budgetlab.truncation import BUDGET_TAG
 
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
@@ -40,3 +41,20 @@ def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict]) -> li
     return [sft_example(tok, by_id[lab["id"]]["question"], lab["thinking_ids"], by_id[lab["id"]]["answer"],
                         budget=int(lab["length"]))
             for lab in labels if lab["correct"]]
+
+
+def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | None = None,
+                       do_sample: bool = True) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """SelfBudgeter's two-stage prompt: the model writes `<budget>N</budget>` (or N is pre-filled), then `<think>`.
+
+    Returns the prompt ids and, per prompt, the [start, end) span of the tag: trained when the model wrote it.
+    """
+    bases = [encode_prompt(tok, q, think=False) for q in questions]
+    if prefill is None:
+        tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>", do_sample=do_sample)
+    else:
+        tags = [tok.encode(BUDGET_TAG.format(int(prefill)), add_special_tokens=False)] * len(bases)
+    think = encode_prompt(tok, "", only_think=True)
+    prompts = [b + t + think for b, t in zip(bases, tags)]
+    spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]
+    return prompts, spans

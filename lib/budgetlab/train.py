@@ -22,10 +22,11 @@ from budgetlab.config import check_choice, check_range
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx
-from budgetlab.prompts import encode_prompt, encode_target
+from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward, selfbudgeter_reward_parts
 from budgetlab.rollout import HFRollout
-from budgetlab.truncation import BUDGET_TAG, Markers, parse_budget_tag
+from budgetlab.selfbudget import budget_tag_prompts
+from budgetlab.truncation import Markers, parse_budget_tag
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -158,19 +159,6 @@ class RLConfig:
         return self
 
 
-def selfbudgeter_prompts(tok, rows, rollout, prefill: Sequence[int | None] | None = None):
-    """SelfBudgeter's two-stage prompt: the model writes <budget>N</budget> (or it is pre-filled), then <think>."""
-    bases = [encode_prompt(tok, r["question"], think=False) for r in rows]
-    if prefill is None or any(p is None for p in prefill):
-        tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>")
-    else:
-        tags = [tok.encode(BUDGET_TAG.format(int(n)), add_special_tokens=False) for n in prefill]
-    think = encode_prompt(tok, "", think=True, only_think=True)
-    prompts = [b + t + think for b, t in zip(bases, tags)]
-    spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]
-    return prompts, spans
-
-
 def score(traces, rows, generations: int) -> torch.Tensor:
     """r[N, G, S, A]: correctness reward of every summary; a shared summary is graded once."""
     n, s, a = len(traces) // generations, len(traces[0].summaries), len(traces[0].summaries[0])
@@ -200,7 +188,7 @@ def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: f
                                           allowed_max=allowed.get(row["id"], math.inf), alpha=alpha)
         r[idx // generations, idx % generations] = parts["reward"]
         for k, v in parts.items():
-            if isinstance(v, (int, float, bool)) and v is not None and not (isinstance(v, float) and math.isinf(v)):
+            if math.isfinite(float(v)):
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
     logs = {f"sb_{k}": v / len(traces) for k, v in parts_sum.items()}
     return r, logs
@@ -295,7 +283,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             # 1. sample: G thinking traces per prompt, summaries at every budget from one thinking pass
             model.eval()
             if cfg.method == "selfbudgeter":
-                prompts, spans = selfbudgeter_prompts(tok, [r for r in batch for _ in range(cfg.generations)], rollout)
+                prompts, spans = budget_tag_prompts(tok, [r["question"] for r in batch for _ in range(cfg.generations)],
+                                                    rollout)
             else:
                 prompts = [encode_prompt(tok, r["question"]) for r in batch for _ in range(cfg.generations)]
                 spans = None
