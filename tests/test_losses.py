@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from budgetlab.losses import TrainSeq, collate, normalise, ppo_clip_loss, weighted_sft_loss
+from budgetlab.losses import (TrainSeq, collate, normalise, pack_branches, packed_attention, ppo_clip_loss,
+                              token_logprobs, weighted_sft_loss)
 
 
 def test_ppo_loss_at_ratio_one_is_minus_mean_advantage_per_sequence():
@@ -84,3 +85,57 @@ def test_collate_right_pads_and_keeps_masks_aligned():
 def test_trainseq_with_parts_of_different_length_is_refused():
     with pytest.raises(ValueError, match="differ in length"):
         TrainSeq([1, 2], [0.0], [True, True])
+
+
+def test_pack_branches_keeps_only_what_each_branch_adds_after_the_shared_prefix():
+    trunk = TrainSeq([1, 2, 3, 4, 5], [0, 1, 1, 1, 1], [False, True, True, True, True])
+    branch = TrainSeq([1, 2, 9, 8], [0, 0, 0, 2], [False, False, False, True])
+    p = pack_branches(trunk, [branch])
+    assert p.ids == [1, 2, 3, 4, 5, 9, 8]
+    assert p.segment == [0, 0, 0, 0, 0, 1, 1] and p.position == [0, 1, 2, 3, 4, 2, 3]
+    assert p.mask == [False, True, True, True, True, False, True] and p.adv[-1] == 2
+    assert p.n_sequences == 2 and p.trained_per_sequence() == [4, 1]
+    with pytest.raises(ValueError, match="shares with the trunk"):
+        pack_branches(trunk, [TrainSeq([1, 2, 9], [0, 1, 0], [False, True, False])])
+
+
+def test_packed_attention_lets_a_branch_see_the_trunk_only_before_its_start():
+    # trunk positions 0..3, branch 1 starts at position 2 (packed slots 4, 5), one padding slot
+    seg = torch.tensor([[0, 0, 0, 0, 1, 1, -1]])
+    pos = torch.tensor([[0, 1, 2, 3, 2, 3, 0]])
+    valid = torch.tensor([[True] * 6 + [False]])
+    a = packed_attention(seg, pos, valid)[0, 0]
+    assert a[3].tolist() == [True, True, True, True, False, False, False]  # trunk: plain causal
+    assert a[4].tolist() == [True, True, False, False, True, False, False]  # branch: trunk 0..1, then itself
+    assert a[5].tolist() == [True, True, False, False, True, True, False]
+    assert a[6].tolist() == [False] * 6 + [True]  # padding sees itself only (no all-masked row)
+
+
+@pytest.mark.parametrize("normaliser", ["sequence", "constant"])
+def test_packed_loss_and_gradient_equal_those_of_separate_sequences(normaliser):
+    from budgetlab.models import load_model
+
+    torch.manual_seed(0)
+    model, _ = load_model("tiny", adapter="lora", lora_r=4)
+    g = torch.Generator().manual_seed(1)
+    trunk_ids = torch.randint(3, 200, (12,), generator=g).tolist()
+    trunk = TrainSeq(trunk_ids, torch.randn(12, generator=g).tolist(), [False] * 3 + [True] * 9)
+    branches = [TrainSeq(trunk_ids[:k] + torch.randint(3, 200, (4,), generator=g).tolist(),
+                         [0.0] * (k + 2) + [0.7, -1.3], [False] * (k + 2) + [True, True]) for k in (5, 8)]
+    plain_seqs, packed_seqs = [trunk, *branches], [pack_branches(trunk, branches)]
+    max_len = max(s.n_trained for s in plain_seqs)
+
+    def loss_and_grads(seqs):
+        model.zero_grad()
+        t = collate(seqs, pad_id=0)
+        logp, _ = token_logprobs(model, t["ids"], t["attention"], position=t.get("position"))
+        loss, _ = ppo_clip_loss(logp, logp.detach() - 0.1, t["adv"], t["mask"], normaliser=normaliser,
+                                max_len=max_len, segment=t.get("segment"))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    loss_plain, grads_plain = loss_and_grads(plain_seqs)
+    loss_packed, grads_packed = loss_and_grads(packed_seqs)
+    assert loss_packed == pytest.approx(float(loss_plain), rel=1e-5)
+    for a, b in zip(grads_plain, grads_packed):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -29,7 +29,7 @@ def make_trace(thinking, closed, summary_ids=((50,), (51,))):
 
 def cfg(**kw):
     base = dict(method="brpo", prior="uniform", brpo_mode="brpo", decay=0.5, quota=0.5, expensive_threshold=2,
-                max_per_prompt=None)
+                max_per_prompt=None, pack=False)
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -72,6 +72,21 @@ def test_brpo_gives_each_thinking_token_its_segment_advantage_and_each_summary_i
     assert len(seqs1) == 1
     assert seqs1[0].adv[-1] == pytest.approx(summ[0, 1].mean().item())
     assert len(out.seqs) == 3
+
+
+def test_packed_brpo_holds_the_same_trained_tokens_as_the_separate_sequences():
+    traces = [make_trace([10, 11, 12, 13], closed=False), make_trace([20], closed=True)]
+    rewards = torch.tensor([[[[0.0], [1.0]], [[1.0], [1.0]]]])
+    plain = brpo(Step(traces, rewards, BUDGETS, M, cfg())).seqs
+    packed = brpo(Step(traces, rewards, BUDGETS, M, cfg(pack=True))).seqs
+    assert len(packed) == 2 and sum(s.n_sequences for s in packed) == len(plain) == 3
+    trained = lambda seqs: sorted((i, a) for s in seqs for i, a, m in zip(s.ids, s.adv, s.mask) if m)
+    assert trained(packed) == trained(plain)
+    # trace 0: trunk = prompt + 4 thinking + cut marker + cue + summary; the budget-2 branch keeps only what
+    # follows the 2 thinking tokens it shares with the trunk, at positions 5.. (after prompt + 2 tokens)
+    p0 = packed[0]
+    assert p0.segment.count(1) == len(M.cut_ids) + len(M.cue_ids) + 1
+    assert p0.position[p0.segment.index(1)] == len(PROMPT) + 2
 
 
 def test_grpo_uses_the_terminal_reward_at_the_largest_budget():

@@ -2,6 +2,11 @@
 
 A training example is a `TrainSeq`: token ids, a per-token advantage, and a mask of the tokens the
 model generated and should learn from (inserted markers, prompts and padding are never trained).
+
+Several completions that share a prefix can be packed into one `TrainSeq` (`pack_branches`): the
+shared prefix is read once, each branch attends to the prefix up to its own start and to itself,
+and every branch is still normalised and counted as a sequence of its own, so the loss and its
+gradient equal those of the unpacked sequences (BRPO's summaries at every budget, SPEC §7).
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ class TrainSeq:
     adv: list[float]
     mask: list[bool]
     weight: float = 1.0  # per-sequence weight (IBPO's selection, SFT example weights)
+    # Packed branches (pack_branches): segment 0 is the trunk, k >= 1 the k-th branch; position is the
+    # token's position id (a branch restarts where it leaves the trunk). None for a plain sequence.
+    segment: list[int] | None = None
+    position: list[int] | None = None
 
     def __post_init__(self):
         if not (len(self.ids) == len(self.adv) == len(self.mask)):
@@ -34,9 +43,68 @@ class TrainSeq:
     def n_trained(self) -> int:
         return sum(self.mask)
 
+    @property
+    def n_sequences(self) -> int:
+        """How many sequences this stands for in the loss (packed branches count one each)."""
+        return 1 if self.segment is None else max(self.segment) + 1
+
+    def trained_per_sequence(self) -> list[int]:
+        if self.segment is None:
+            return [self.n_trained]
+        counts = [0] * self.n_sequences
+        for seg, m in zip(self.segment, self.mask):
+            counts[seg] += int(m)
+        return counts
+
+
+def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq]) -> TrainSeq:
+    """One sequence holding `trunk` and every branch that shares a prefix with it, the prefix read once.
+
+    A branch keeps only its tokens after the longest prefix it shares with the trunk; their position ids
+    continue from that prefix, and they see the trunk up to there and their own earlier tokens only.
+    The shared prefix must be untrained in the branch (it is trained, once, in the trunk).
+    """
+    if trunk.segment is not None:
+        raise ValueError("pack_branches got an already packed trunk; pack plain sequences once.")
+    ids, adv, mask = list(trunk.ids), list(trunk.adv), list(trunk.mask)
+    segment, position = [0] * len(ids), list(range(len(ids)))
+    for k, br in enumerate(branches, start=1):
+        share = 0
+        while share < min(len(br.ids), len(trunk.ids)) - 1 and br.ids[share] == trunk.ids[share]:
+            share += 1
+        if any(br.mask[:share]):
+            raise ValueError(f"branch {k} trains tokens it shares with the trunk (first {share}); "
+                             f"only a branch's own continuation can be trained when packed.")
+        ids += br.ids[share:]
+        adv += br.adv[share:]
+        mask += br.mask[share:]
+        segment += [k] * (len(br.ids) - share)
+        position += list(range(share, len(br.ids)))
+    return TrainSeq(ids, adv, mask, trunk.weight, segment, position)
+
+
+def packed_attention(segment: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Boolean attention [B, 1, L, L] for packed rows: query t sees key u (u <= t) in its own segment, or in
+    the trunk (segment 0) before the query's segment starts. Padding queries see only themselves."""
+    big = torch.iinfo(position.dtype).max
+    seg_ids = torch.arange(int(segment.max()) + 1, device=segment.device)
+    in_seg = (segment.unsqueeze(-1) == seg_ids) & valid.unsqueeze(-1)  # [B, L, K]
+    start = torch.where(in_seg, position.unsqueeze(-1), torch.full_like(in_seg, big, dtype=position.dtype)).min(1).values
+    start_of_query = start.gather(1, segment.clamp(min=0))  # [B, L]
+    order = torch.arange(segment.shape[1], device=segment.device)
+    causal = order.view(1, -1, 1) >= order.view(1, 1, -1)  # [1, Lq, Lk]
+    same = segment.unsqueeze(2) == segment.unsqueeze(1)
+    trunk_before = (segment.unsqueeze(1) == 0) & (position.unsqueeze(1) < start_of_query.unsqueeze(2))
+    allowed = causal & (same | trunk_before) & valid.unsqueeze(1) & valid.unsqueeze(2)
+    allowed |= torch.eye(segment.shape[1], dtype=torch.bool, device=segment.device).unsqueeze(0)
+    return allowed.unsqueeze(1)
+
 
 def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a list of TrainSeq into ids, attention, adv and mask tensors of shape [B, L]."""
+    """Right-pad a list of TrainSeq into ids, attention, adv and mask tensors of shape [B, L].
+
+    With packed sequences among them, also `segment` and `position` [B, L] (padding: segment -1) and
+    `attention` becomes the boolean [B, 1, L, L] of `packed_attention`."""
     width = max(len(s.ids) for s in seqs)
     out = {"ids": torch.full((len(seqs), width), pad_id, dtype=torch.long),
            "attention": torch.zeros((len(seqs), width), dtype=torch.long),
@@ -49,13 +117,26 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
         out["attention"][i, :n] = 1
         out["adv"][i, :n] = torch.tensor(s.adv, dtype=torch.float32)
         out["mask"][i, :n] = torch.tensor(s.mask)
+    if any(s.segment is not None for s in seqs):
+        out["segment"] = torch.full((len(seqs), width), -1, dtype=torch.long)
+        out["position"] = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            n = len(s.ids)
+            out["segment"][i, :n] = torch.tensor(s.segment if s.segment is not None else [0] * n)
+            out["position"][i, :n] = torch.tensor(s.position if s.position is not None else list(range(n)))
+        out["attention"] = packed_attention(out["segment"], out["position"], out["attention"].bool())
     return out
 
 
-def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor,
-                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log p(ids[:, t] | ids[:, <t]) as [B, L] (position 0 is 0), and optionally the per-token entropy."""
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entropy: bool = False,
+                   position: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(ids[:, t] | ids[:, <t]) as [B, L] (position 0 is 0), and optionally the per-token entropy.
+
+    `attention` is the [B, L] padding mask, or a packed batch's [B, 1, L, L] mask with its `position` ids.
+    In a packed row the first token of a branch is scored against the previous packed token: such tokens
+    are inserted markers and never trained."""
+    kwargs = {"position_ids": position} if position is not None else {}
+    logits = model(input_ids=ids, attention_mask=attention, **kwargs).logits[:, :-1].float()
     targets = ids[:, 1:]
     logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
@@ -69,25 +150,32 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor,
     return logp, entropy
 
 
-def normalise(token_loss: torch.Tensor, mask: torch.Tensor, normaliser: str, max_len: int | None) -> torch.Tensor:
-    """Per-sequence loss [B]: Σ_t loss·mask / max_len ("constant", Dr. GRPO) or / Σ_t mask ("sequence")."""
+def normalise(token_loss: torch.Tensor, mask: torch.Tensor, normaliser: str, max_len: int | None,
+              segment: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sequence loss: Σ_t loss·mask / max_len ("constant", Dr. GRPO) or / Σ_t mask ("sequence").
+
+    [B] for plain rows; with `segment` [B, L] (packed rows) one value per (row, segment), flattened."""
     check_choice("normaliser", normaliser, NORMALISERS)
-    total = (token_loss * mask).sum(-1)
-    if normaliser == "constant":
-        if not max_len or max_len <= 0:
-            raise ValueError(f"max_len={max_len!r} must be a positive int for the constant normaliser.")
-        return total / max_len
-    return total / mask.sum(-1).clamp(min=1)
+    if normaliser == "constant" and (not max_len or max_len <= 0):
+        raise ValueError(f"max_len={max_len!r} must be a positive int for the constant normaliser.")
+    if segment is None:
+        total, count = (token_loss * mask).sum(-1), mask.sum(-1)
+    else:
+        onehot = (segment.unsqueeze(-1) == torch.arange(int(segment.max()) + 1, device=segment.device)).float()
+        total = torch.einsum("bl,blk->bk", token_loss * mask, onehot).flatten()
+        count = torch.einsum("bl,blk->bk", mask, onehot).flatten()
+    return total / max_len if normaliser == "constant" else total / count.clamp(min=1)
 
 
 def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, *,
                   clip_low: float = 0.2, clip_high: float | None = None, normaliser: str = "sequence",
                   max_len: int | None = None, ref_logp: torch.Tensor | None = None,
-                  beta: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                  beta: float = 0.0, segment: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO clipped surrogate, summed over sequences ([B, L] inputs -> scalar sum of per-sequence losses).
 
     token loss = -min(ρ·A, clip(ρ, 1-ε_low, 1+ε_high)·A) + β·KL_k3(π || π_ref), ρ = exp(logp - old_logp).
     Clip-higher (DAPO) is `clip_high > clip_low`. The caller divides by the number of sequences in the step.
+    `segment` marks packed rows: each branch is normalised as a sequence of its own.
     """
     clip_high = clip_low if clip_high is None else clip_high
     mask = mask.float()
@@ -100,7 +188,7 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
         diff = ref_logp - logp
         kl = torch.exp(diff) - diff - 1
         token_loss = token_loss + beta * kl
-    loss = normalise(token_loss, mask, normaliser, max_len).sum()
+    loss = normalise(token_loss, mask, normaliser, max_len, segment).sum()
     n = mask.sum().clamp(min=1)
     was_clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))
     stats = {"clip_frac": float((was_clipped.float() * mask).sum() / n), "kl": float((kl.detach() * mask).sum() / n)}

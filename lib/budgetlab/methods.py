@@ -16,7 +16,7 @@ import torch
 
 from budgetlab.advantages import brpo_advantages, grpo_advantages, ibpo_select, summary_advantages, token_advantages
 from budgetlab.budgets import prior_weights
-from budgetlab.losses import TrainSeq
+from budgetlab.losses import TrainSeq, pack_branches
 from budgetlab.rollout import Summary, Trace
 from budgetlab.truncation import Markers
 
@@ -108,10 +108,15 @@ def brpo(step: Step) -> MethodOutput:
                     sm = tr.summaries[j][q]
                     distinct.setdefault(id(sm), (sm, []))[1].append(float(summ[i, k, j, q]))
             last = tr.summaries[-1][0]
+            # The natural completion carries the thinking tokens; other summaries train only themselves,
+            # packed after it so prompt and thinking are read once (the loss is that of separate sequences).
+            natural, others = None, []
             for sm, advs in distinct.values():
-                mean_adv = sum(advs) / len(advs)
-                # The natural completion carries the thinking tokens; other summaries train only themselves.
-                seqs.append(completion_seq(tr, sm, step.markers, per_token, mean_adv, train_thinking=sm is last))
+                seq = completion_seq(tr, sm, step.markers, per_token, sum(advs) / len(advs), train_thinking=sm is last)
+                natural, others = (seq, others) if sm is last else (natural, others + [seq])
+            seqs.append(pack_branches(natural, others) if cfg.pack else natural)
+            if not cfg.pack:
+                seqs += others
     return MethodOutput(seqs, "ppo", {"adv_abs": float(think.abs().mean())})
 
 

@@ -129,6 +129,7 @@ class RLConfig:
     prior: str = "uniform"  # BRPO thinking prior
     brpo_mode: str = "brpo"  # brpo | v1 | v2 | none
     decay: float = 0.5  # BRPO's λ
+    pack: bool = True  # BRPO: pack each trace's summaries after its natural completion (same loss, less compute)
     quota: float = 0.25  # IBPO: max share of expensive responses among the selected
     expensive_threshold: int | None = None  # IBPO: thinking tokens above this are expensive (default b_S/2)
     max_per_prompt: int | None = None  # IBPO: at most this many selected per prompt
@@ -212,34 +213,42 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     device = next(model.parameters()).device
     batches = [seqs[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
     tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
-    max_len = max([int(t["mask"].sum(-1).max()) for t in tensors], default=1)
+    n_seqs = sum(s.n_sequences for s in seqs)  # packed branches count as the sequences they stand for
+    max_len = max([n for s in seqs for n in s.trained_per_sequence()], default=1)
+
+    def logprobs(t, with_entropy=False):
+        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"))
+
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
         with torch.no_grad(), autocast(cfg.bf16, device):
-            old = [token_logprobs(model, t["ids"], t["attention"])[0] for t in tensors]
+            old = [logprobs(t)[0] for t in tensors]
     if cfg.beta > 0 and loss_kind == "ppo":
         with torch.no_grad(), reference_model_ctx(model), autocast(cfg.bf16, device):
-            ref = [token_logprobs(model, t["ids"], t["attention"])[0] for t in tensors]
+            ref = [logprobs(t)[0] for t in tensors]
     for epoch in range(cfg.epochs):
         opt.zero_grad(set_to_none=True)
         for b, t in enumerate(tensors):
             with autocast(cfg.bf16, device):
-                logp, ent = token_logprobs(model, t["ids"], t["attention"], with_entropy=epoch == 0)
+                logp, ent = logprobs(t, with_entropy=epoch == 0)
             if loss_kind == "sft":
+                if "segment" in t:
+                    raise ValueError("weighted SFT takes plain sequences; packed branches are a PPO-loss layout.")
                 loss, st = weighted_sft_loss(logp, t["mask"], t["weight"]), {}
             else:
                 old_b = old[b] if old is not None else logp.detach()
                 loss, st = ppo_clip_loss(logp, old_b, t["adv"], t["mask"], clip_low=cfg.clip_low,
                                          clip_high=cfg.clip_high, normaliser=cfg.normaliser, max_len=max_len,
-                                         ref_logp=ref[b] if ref is not None else None, beta=cfg.beta)
-            (loss / len(seqs)).backward()
-            w = len(batches[b]) / len(seqs) / cfg.epochs
-            stats["loss"] += float(loss.detach()) / len(seqs) / cfg.epochs
+                                         ref_logp=ref[b] if ref is not None else None, beta=cfg.beta,
+                                         segment=t.get("segment"))
+            (loss / n_seqs).backward()
+            w = sum(s.n_sequences for s in batches[b]) / n_seqs
+            stats["loss"] += float(loss.detach()) / n_seqs / cfg.epochs
             for k, v in st.items():
-                stats[k] += v * w
+                stats[k] += v * w / cfg.epochs
             if ent is not None:
                 m = t["mask"].float()
-                stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * len(batches[b]) / len(seqs)
+                stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * w
         if accelerator is not None and accelerator.num_processes > 1:
             average_gradients(model, accelerator)
         opt.step()
