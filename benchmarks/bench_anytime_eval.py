@@ -4,8 +4,9 @@
 
 The peer is a single `generate` call that writes thinking and answer in one go, up to b_max + summary cap
 new tokens: the cost of one full-length answer per problem. Ours samples the same thinking once, then
-forces a summary at every budget of an S-point grid (KV cache reused, all budgets in one batched call).
-Also timed: the same curve rebuilding every summary prompt from scratch. Runs alternate; medians are
+forces a summary at every budget of an S-point grid (KV cache reused, all budgets in one batched call,
+summaries decoded under bf16 autocast as the evaluation does). Also timed: the same curve with fp32
+summaries (`ratio_fp32_summaries`), and rebuilding every summary prompt from scratch (bf16 summaries). Runs alternate; medians are
 reported; the last line is JSON with `ratio` = ours / plain.
 """
 
@@ -38,8 +39,8 @@ def plain_pass(model, tok, prompts, max_new: int) -> float:
     return time.perf_counter() - t0
 
 
-def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool) -> float:
-    roll = HFRollout(model, tok, reuse_cache=reuse)
+def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool, bf16: bool = True) -> float:
+    roll = HFRollout(model, tok, reuse_cache=reuse, summary_bf16=bf16)
     t0 = time.perf_counter()
     roll.rollout(prompts, budgets, max_summary=max_summary)
     return time.perf_counter() - t0
@@ -64,16 +65,18 @@ def main(argv=None) -> int:
     # The untrained model rarely closes its thinking, so every pass runs to b_max: a like-for-like token count.
     torch.manual_seed(0)
     curve(model, tok, prompts[:2], budgets, args.max_summary, True)  # warm-up
-    times = {"plain": [], "ours": [], "scratch": []}
+    times = {"plain": [], "ours": [], "ours_fp32": [], "scratch": []}
     for r in range(args.rounds):
         torch.manual_seed(r)
         times["plain"].append(plain_pass(model, tok, prompts, args.max_thinking + args.max_summary))
         times["ours"].append(curve(model, tok, prompts, budgets, args.max_summary, True))
+        times["ours_fp32"].append(curve(model, tok, prompts, budgets, args.max_summary, True, bf16=False))
         times["scratch"].append(curve(model, tok, prompts, budgets, args.max_summary, False))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),
                       "scratch_s": round(med["scratch"], 3), "ratio": round(med["ours"] / med["plain"], 3),
+                      "ratio_fp32_summaries": round(med["ours_fp32"] / med["plain"], 3),
                       "ratio_scratch": round(med["scratch"] / med["plain"], 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
                       "threads": args.threads}))

@@ -1,6 +1,5 @@
 """Pipeline parameters: profiles, overrides, sweeps and bad input, all before any model work."""
 
-import json
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Tests for budgetlab.rewards: extraction, grading, format, SelfBudgeter, L1, the TRL adapter."""
+"""Tests for budgetlab.grading and budgetlab.rewards: extraction, grading, format, SelfBudgeter, L1, the TRL adapter."""
 
 from __future__ import annotations
 
@@ -13,17 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from budgetlab.grading import extract_boxed, gsm8k_reference, is_correct, is_formatted
 from budgetlab.rewards import (
     REWARDS,
     alpha_schedule,
     budget_match_score,
     correctness_reward,
     correctness_reward_parts,
-    extract_boxed,
     get_reward,
-    gsm8k_reference,
-    is_correct,
-    is_formatted,
     l1_length_reward,
     parse_budget_tag,
     selfbudgeter_reward,

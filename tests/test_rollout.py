@@ -59,3 +59,15 @@ def test_graded_text_contains_exactly_one_think_end_and_the_cue(tiny):
     traces = HFRollout(model, tok).rollout([encode_prompt(tok, QUESTIONS[0])], [4], max_summary=3, do_sample=False)
     text = traces[0].summaries[0][0].text
     assert text.count("</think>") == 1 and " Final answer:" in text
+
+
+def test_bf16_summaries_keep_the_thinking_and_every_cut(tiny):
+    # bf16 autocast touches only the summary decode: the thinking pass and the cut bookkeeping are unchanged
+    model, tok = tiny
+    prompts = [encode_prompt(tok, q) for q in QUESTIONS]
+    fp32 = HFRollout(model, tok).rollout(prompts, [2, 5, 9], max_summary=4, do_sample=False)
+    bf16 = HFRollout(model, tok, summary_bf16=True).rollout(prompts, [2, 5, 9], max_summary=4, do_sample=False)
+    for a, b in zip(fp32, bf16):
+        assert a.thinking_ids == b.thinking_ids
+        assert [(s[0].kept, s[0].truncated) for s in a.summaries] == [(s[0].kept, s[0].truncated) for s in b.summaries]
+        assert all(1 <= len(s[0].ids) <= 4 for s in b.summaries)

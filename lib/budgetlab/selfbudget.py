@@ -1,7 +1,8 @@
 """SelfBudgeter phase 1: label each question with the warm-start model's own correct thinking length.
 
-The label is the length of the model's own correct thinking (infinity when it was wrong); SFT then
-teaches the model to write `<budget>N</budget>` with that N before thinking (SelfBudgeter, §3.1).
+The label is the length of the model's own correct thinking (the shortest of k samples; infinity when no
+sample was correct); SFT then teaches the model to write `<budget>N</budget>` with that N before thinking
+(SelfBudgeter, §3.1).
 """
 
 from __future__ import annotations
@@ -17,17 +18,38 @@ from budgetlab.truncation import BUDGET_TAG
 
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
-                  batch_size: int = 32) -> list[dict]:
-    """Greedy warm-start answers: {id, level, correct, length (inf if wrong), thinking_ids} per row."""
+                  batch_size: int = 32, samples: int = 1) -> list[dict]:
+    """Warm-start answers per row: {id, level, correct, length (inf if never correct), thinking_ids, pass_rate}.
+
+    `samples` = 1 answers greedily; k > 1 samples k answers and keeps the shortest correct one, so harder
+    questions, which the model solves only sometimes, get labels too (SPEC §5: pass rate and correct length
+    over k samples).
+    """
+    if int(samples) < 1:
+        raise ValueError(f"samples={samples!r} must be a positive integer.")
+    k = int(samples)
     rollout = HFRollout(model, tok, batch_size=batch_size)
-    prompts = [encode_prompt(tok, r["question"]) for r in rows]
-    traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=False)
+    prompts = [encode_prompt(tok, r["question"]) for r in rows for _ in range(k)]
+    traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=k > 1)
     out = []
-    for row, tr in zip(rows, traces):
-        ok = correctness_reward(tr.summaries[-1][0].text, row["answer"]) == 1.0 and tr.closed
-        out.append({"id": row["id"], "level": row.get("level", 0), "correct": ok,
-                    "length": tr.n_thinking if ok else math.inf, "thinking_ids": tr.thinking_ids})
+    for i, row in enumerate(rows):
+        mine = traces[i * k:(i + 1) * k]
+        ok = [tr.closed and correctness_reward(tr.summaries[-1][0].text, row["answer"]) == 1.0 for tr in mine]
+        best = pick_label([tr.n_thinking for tr in mine], ok)
+        out.append({"id": row["id"], "level": row.get("level", 0), "correct": best is not None,
+                    "length": mine[best].n_thinking if best is not None else math.inf,
+                    "thinking_ids": mine[best].thinking_ids if best is not None else mine[0].thinking_ids,
+                    "pass_rate": sum(ok) / k})
     return out
+
+
+def pick_label(lengths: Sequence[int], correct: Sequence[bool]) -> int | None:
+    """Index of the shortest correct answer (the first on ties), None when none is correct."""
+    best = None
+    for i, (n, ok) in enumerate(zip(lengths, correct)):
+        if ok and (best is None or n < lengths[best]):
+            best = i
+    return best
 
 
 def allowed_lengths(labels: Sequence[dict]) -> dict[str, float]:

@@ -137,7 +137,7 @@ class RLConfig:
     alpha_end: float = 0.1
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
-    bf16: bool = True
+    bf16: bool = True  # bf16 autocast for the update and the summary decode
     checkpoint_every: int = 5
     seed: int = 0
 
@@ -278,7 +278,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     metrics, start = [], 0
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
-    rollout = HFRollout(model, tok, temperature=cfg.temperature)
+    rollout = HFRollout(model, tok, temperature=cfg.temperature, summary_bf16=cfg.bf16)
     consistent = True
     budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
     try:
