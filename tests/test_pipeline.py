@@ -1,6 +1,5 @@
 """Pipeline parameters: profiles, overrides, sweeps and bad input, all before any model work."""
 
-
 import pytest
 
 from budgetlab import pipeline
@@ -51,6 +50,19 @@ def test_main_reports_bad_input_in_one_line_and_exit_code_2(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "ppo" in err[0]
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_until_names_a_stage_or_fails_in_one_line(capsys, tmp_path):
+    code = pipeline.main(["--profile", "smoke", "--run-dir", str(tmp_path / "r"), "--until", "02"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'02'" in err[0] and "02_rl" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_until_stops_after_the_named_stage(tmp_path):
+    run_dir = pipeline.run("smoke", tmp_path / "r", until="00_data_prep")
+    assert sorted(p.name for p in (run_dir / "stages").iterdir()) == ["00_data_prep.done"]
+    assert not (run_dir / "report.html").exists() and not (tmp_path / "index.jsonl").exists()
 
 
 def test_rl_stage_runs_once_per_method():

@@ -2,6 +2,7 @@
 
     python -m budgetlab.pipeline --profile smoke [--run-dir DIR] [-p KEY=VALUE ...] [--resume]
     python -m budgetlab.pipeline --profile default --sweep method=grpo,brpo SEED=0,1
+    python -m budgetlab.pipeline --profile default --until 02_rl    # stop after training; --resume goes on
 
 A profile is a flat YAML file in params/. Every value is validated before any model work. Each stage
 leaves its executed notebook under RUN_DIR/notebooks/ and a marker under RUN_DIR/stages/, so --resume
@@ -54,7 +55,8 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 
 
 OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
-                 "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N"}
+                 "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
+                 "CHECKPOINT_EVERY", "SB_SAMPLES"}
 
 
 def validate_params(p: dict) -> None:
@@ -128,9 +130,14 @@ def append_index(run_dir: Path, params: dict, seconds: float) -> None:
     atomic_write_text(index, old + json.dumps(row) + "\n")
 
 
-def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None = None, resume: bool = False) -> Path:
-    """Run every stage of a profile into run_dir (default results/<profile>-<time>) and return it."""
+def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
+        until: str | None = None) -> Path:
+    """Run every stage of a profile into run_dir (default results/<profile>-<time>) and return it.
+
+    `until` (a stage such as "02_rl") stops after that stage: no report, no index line; --resume goes on later."""
     params = load_params(profile, overrides)
+    if until is not None:
+        check_choice("until", until, list(STAGES))
     run_dir = Path(run_dir or PROJECT_ROOT / "results" / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     if run_dir.exists() and any(run_dir.iterdir()) and not resume and (run_dir / "stages").exists():
         raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it or pick another.")
@@ -139,6 +146,8 @@ def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None 
     t_start, timings = time.perf_counter(), {}
     print(f"[budgetlab] profile={profile} run_dir={run_dir}", flush=True)
     for stage, name, extra in stage_runs(params):
+        if until is not None and STAGES.index(stage) > STAGES.index(until):
+            break
         marker = run_dir / "stages" / f"{name}.done"
         if resume and marker.exists():
             print(f"[budgetlab] {name}: done earlier, skipped", flush=True)
@@ -153,6 +162,9 @@ def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None 
             raise
         atomic_write_text(marker, f"{timings[name]:.1f}\n")
         print(f"[budgetlab] {name}: {timings[name]:.0f}s (elapsed {time.perf_counter() - t_start:.0f}s)", flush=True)
+    if until is not None and until != STAGES[-1]:
+        print(f"[budgetlab] stopped after {until} as asked; continue with --resume --run-dir {run_dir}", flush=True)
+        return run_dir
     export_report(run_dir)
     total = time.perf_counter() - t_start
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -194,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     ap.add_argument("--resume", action="store_true", help="skip finished stages, continue training from checkpoints")
     ap.add_argument("--sweep", nargs="+", default=None, metavar="KEY=v1,v2", help="run every combination")
+    ap.add_argument("--until", default=None, metavar="STAGE", help=f"stop after this stage, one of {list(STAGES)}")
     args = ap.parse_args(argv)
     try:
         overrides = {}
@@ -209,10 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             base = Path(args.run_dir or PROJECT_ROOT / "results" / f"sweep-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}")
             for over in grid:
                 tag = "-".join(f"{k.lower()}={v[0] if isinstance(v, list) else v}" for k, v in over.items())
-                run(args.profile, base / tag, {**overrides, **over}, resume=args.resume)
+                run(args.profile, base / tag, {**overrides, **over}, resume=args.resume, until=args.until)
         else:
             load_params(args.profile, overrides)
-            run(args.profile, args.run_dir, overrides, resume=args.resume)
+            if args.until is not None:
+                check_choice("--until", args.until, list(STAGES))
+            run(args.profile, args.run_dir, overrides, resume=args.resume, until=args.until)
     except ValueError as e:
         print(f"budgetlab: {e}", file=sys.stderr)
         return 2

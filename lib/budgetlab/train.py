@@ -150,7 +150,8 @@ class RLConfig:
         check_choice("normaliser", self.normaliser, NORMALISERS)
         check_range("quota", self.quota, 0.0, 1.0)
         check_range("decay", self.decay, 0.0, 1.0)
-        for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch"):
+        for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch",
+                     "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
         if self.method == "drgrpo":
