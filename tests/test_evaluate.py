@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from budgetlab.evaluate import accuracy_ci, anytime_score
+from budgetlab.evaluate import accuracy_ci, anytime_score, reward_trend
 
 
 def test_anytime_score_is_the_mean_accuracy_under_a_uniform_prior():
@@ -98,3 +98,16 @@ def test_wilson_interval_narrows_with_more_trials_and_contains_the_mean():
 def test_accuracy_ci_rejects_empty_outcomes_values_outside_zero_one_and_bad_levels(x, level, word):
     with pytest.raises(ValueError, match=word):
         accuracy_ci(x, level)
+
+
+def test_reward_trend_compares_the_halves_and_fits_a_slope():
+    import pandas as pd
+
+    df = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 3, "step": [1, 2, 3, 4, 1, 2, 3],
+                       "reward": [0.0, 0.2, 0.2, 0.6, 0.5, 0.5, 0.5]})
+    t = reward_trend(df).set_index("method")
+    assert t.loc["a", "first_half"] == pytest.approx(0.1) and t.loc["a", "second_half"] == pytest.approx(0.4)
+    assert t.loc["a", "rise"] == pytest.approx(0.3)
+    assert t.loc["a", "slope_per_step"] == pytest.approx(np.polyfit([1, 2, 3, 4], [0.0, 0.2, 0.2, 0.6], 1)[0])
+    assert t.loc["b", "rise"] == pytest.approx(0.0) and t.loc["b", "slope_per_step"] == pytest.approx(0.0, abs=1e-12)
+    assert t.loc["b", "steps"] == 3

@@ -101,3 +101,18 @@ def summarize(df: "pd.DataFrame", weights=None) -> dict[str, dict]:
         s["by_level"] = {int(lv): _summary_of(g, weights) for lv, g in grp.groupby("level")}
         out[model] = s
     return out
+
+
+def reward_trend(metrics: "pd.DataFrame") -> "pd.DataFrame":
+    """Per method: mean reward over the first and the second half of the steps, their difference, and the
+    least-squares slope per step (one step's reward is a few samples: read the halves, not single steps)."""
+    import pandas as pd
+
+    rows = []
+    for method, grp in metrics.sort_values("step").groupby("method", sort=False):
+        r, half = grp["reward"].to_numpy(float), len(grp) // 2
+        slope = float(np.polyfit(grp["step"].to_numpy(float), r, 1)[0]) if len(grp) > 1 else float("nan")
+        first, second = (float(r[:half].mean()), float(r[half:].mean())) if half else (float("nan"), float(r.mean()))
+        rows.append({"method": method, "steps": len(grp), "first_half": first, "second_half": second,
+                     "rise": second - first, "slope_per_step": slope})
+    return pd.DataFrame(rows)

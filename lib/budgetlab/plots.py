@@ -44,13 +44,25 @@ def anytime_curves(curves: pd.DataFrame, title: str = "Anytime accuracy"):
     return fig
 
 
-def training_curves(metrics: pd.DataFrame):
-    """metrics: method, step, reward, thinking_len -> reward and thinking length over RL steps."""
+def training_curves(metrics: pd.DataFrame, smooth: int = 1):
+    """metrics: method, step, reward, thinking_len -> reward and thinking length over RL steps.
+
+    `smooth` > 1 draws the per-step values faintly and a trailing mean over that many steps on top: one
+    step's reward comes from a handful of samples and is mostly noise."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    sns.lineplot(data=metrics, x="step", y="reward", hue="method", marker="o", ax=axes[0])
-    axes[0].set(title="reward over training")
-    sns.lineplot(data=metrics, x="step", y="thinking_len", hue="method", marker="o", ax=axes[1], legend=False)
-    axes[1].set(title="thinking length over training", ylabel="thinking tokens")
+    metrics = metrics.sort_values(["method", "step"])
+    for ax, col, title in ((axes[0], "reward", "reward over training"),
+                           (axes[1], "thinking_len", "thinking length over training")):
+        if smooth > 1:
+            sns.lineplot(data=metrics, x="step", y=col, hue="method", alpha=0.25, ax=ax, legend=False)
+            trend = metrics.assign(**{col: metrics.groupby("method")[col].transform(
+                lambda s: s.rolling(smooth, min_periods=1).mean())})
+            sns.lineplot(data=trend, x="step", y=col, hue="method", linewidth=2, ax=ax, legend=ax is axes[0])
+            title += f" (trailing mean of {smooth} steps)"
+        else:
+            sns.lineplot(data=metrics, x="step", y=col, hue="method", marker="o", ax=ax, legend=ax is axes[0])
+        ax.set(title=title)
+    axes[1].set(ylabel="thinking tokens")
     return fig
 
 
