@@ -18,7 +18,7 @@ from budgetlab.truncation import BUDGET_TAG
 
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
-                  batch_size: int = 32, samples: int = 1) -> list[dict]:
+                  batch_size: int = 64, samples: int = 1) -> list[dict]:
     """Warm-start answers per row: {id, level, correct, length (inf if never correct), thinking_ids, pass_rate}.
 
     `samples` = 1 answers greedily; k > 1 samples k answers and keeps the shortest correct one, so harder
