@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from budgetlab.evaluate import accuracy_ci, anytime_score, reward_trend
+from budgetlab.evaluate import accuracy_ci, anytime_score, declared_tracking, reward_trend
 
 
 def test_anytime_score_is_the_mean_accuracy_under_a_uniform_prior():
@@ -111,3 +111,16 @@ def test_reward_trend_compares_the_halves_and_fits_a_slope():
     assert t.loc["a", "slope_per_step"] == pytest.approx(np.polyfit([1, 2, 3, 4], [0.0, 0.2, 0.2, 0.6], 1)[0])
     assert t.loc["b", "rise"] == pytest.approx(0.0) and t.loc["b", "slope_per_step"] == pytest.approx(0.0, abs=1e-12)
     assert t.loc["b", "steps"] == 3
+
+
+def test_declared_tracking_correlates_declared_budgets_with_level_at_the_largest_budget():
+    import pandas as pd
+
+    rows = []
+    for level, declared, think in [(1, 8, 7), (1, 10, 9), (2, 16, 15), (3, 24, 20), (3, None, 30)]:
+        for budget in (16, 64):  # only the largest budget's rows count: one per answer
+            rows.append({"level": level, "budget": budget, "declared": declared, "n_thinking": think})
+    t = declared_tracking(pd.DataFrame(rows))
+    assert t["declared_share"] == pytest.approx(4 / 5)
+    assert t["spearman_with_level"] == pytest.approx(0.9486832980505138)  # ranks (1.5,1.5,3,4) vs (1,2,3,4)
+    assert t["by_level"][1] == {"declared": 9.0, "n_thinking": 8.0} and set(t["by_level"]) == {1, 2, 3}

@@ -116,3 +116,21 @@ def reward_trend(metrics: "pd.DataFrame") -> "pd.DataFrame":
         rows.append({"method": method, "steps": len(grp), "first_half": first, "second_half": second,
                      "rise": second - first, "slope_per_step": slope})
     return pd.DataFrame(rows)
+
+
+def declared_tracking(df: "pd.DataFrame") -> dict:
+    """How SelfBudgeter's declared budgets follow difficulty, from its rows of an `evaluate_model` table.
+
+    One row per answer (the largest budget): the share that declared a budget, Spearman's rank correlation
+    of the declared budget with the level, and per level the mean declared budget and actual thinking."""
+    from scipy.stats import spearmanr
+
+    last = df[df["budget"] == df["budget"].max()]
+    declared = last.dropna(subset=["declared"]).astype({"declared": float})
+    rho = float("nan")
+    if len(declared) > 2 and declared["declared"].nunique() > 1 and declared["level"].nunique() > 1:
+        rho = float(spearmanr(declared["level"], declared["declared"]).statistic)
+    by_level = declared.groupby("level")[["declared", "n_thinking"]].mean()
+    return {"declared_share": len(declared) / len(last) if len(last) else 0.0, "spearman_with_level": rho,
+            "by_level": {int(lv): {"declared": float(r.declared), "n_thinking": float(r.n_thinking)}
+                         for lv, r in by_level.iterrows()}}
