@@ -285,3 +285,17 @@ def test_a_local_folder_and_a_hub_id_resolve_to_themselves(tmp_path):
 def test_lora_on_more_layers_than_the_model_has_is_rejected():
     with pytest.raises(ValueError, match="lora_layers=5 is more than the model's 2 layers"):
         load_model("tiny", adapter="lora", lora_layers=5)
+
+
+def test_the_output_head_gets_contiguous_input_and_the_same_logits():
+    # generate slices the last position (a strided view); the hook makes it contiguous, the result is unchanged
+    model, _ = load_model("tiny")
+    head = model.get_output_embeddings()
+    seen = []
+    head.register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        last = model(input_ids=ids, logits_to_keep=1).logits
+        full = model(input_ids=ids).logits
+    assert seen == [True, True]
+    torch.testing.assert_close(last[:, -1], full[:, -1])

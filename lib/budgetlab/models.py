@@ -214,6 +214,20 @@ def _pick_device(device: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def contiguous_output_head(model):
+    """Feed the output head contiguous hidden states (a forward pre-hook); returns the model.
+
+    `generate` keeps only the last position (`logits_to_keep=1`), a strided slice; on CPU, torch 2.13's
+    linear on a strided 3-D input expands the 49152 x 576 head per row: measured 7.0 s instead of 0.03 s
+    for 53 rows in bf16, 0.64 s instead of 0.10 s in fp32, once per `generate` call.
+    """
+    head = model.get_output_embeddings()
+    if head is not None and not getattr(head, "_budgetlab_contiguous", False):
+        head.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
+        head._budgetlab_contiguous = True
+    return model
+
+
 def lora_config(num_layers: int, r: int = 16, alpha: int = 32, dropout: float = 0.0,
                 layers: int | None = None, target_modules: str | list[str] = "all-linear"):
     """PEFT LoraConfig; `layers=k` puts LoRA on the top k decoder layers only (LoRA, Hu et al. 2021)."""
@@ -266,6 +280,7 @@ def load_model(name: str = "default", *, adapter: str = "none", lora_r: int = 16
                                                      device_map={"": dev})
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev)
+    contiguous_output_head(model)
     ckpt_kwargs = {"use_reentrant": False}  # non-reentrant: works with frozen embeddings, no input grads needed
     if adapter == "qlora":
         from peft import prepare_model_for_kbit_training

@@ -19,6 +19,7 @@ import torch
 from budgetlab.budgets import prior_weights, validate_budgets
 from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 from budgetlab.config import check_choice, check_range
+from budgetlab.inference import MergedCopy, is_quantised
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx
@@ -138,6 +139,9 @@ class RLConfig:
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
     bf16: bool = True  # bf16 autocast for the update and the summary decode
+    # Sample with a merged copy of the policy in this dtype, synced before every step (budgetlab.inference);
+    # "model" samples with the training model itself (always so for 4-bit QLoRA bases).
+    rollout_dtype: str = "bfloat16"
     checkpoint_every: int = 5
     seed: int = 0
 
@@ -148,6 +152,7 @@ class RLConfig:
         prior_weights(self.prior, self.budgets)
         check_choice("brpo_mode", self.brpo_mode, ["brpo", "v1", "v2", "none"])
         check_choice("normaliser", self.normaliser, NORMALISERS)
+        check_choice("rollout_dtype", self.rollout_dtype, ["bfloat16", "float32", "model"])
         check_range("quota", self.quota, 0.0, 1.0)
         check_range("decay", self.decay, 0.0, 1.0)
         for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch",
@@ -279,7 +284,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     metrics, start = [], 0
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
-    rollout = HFRollout(model, tok, temperature=cfg.temperature, summary_bf16=cfg.bf16)
+    sampler = None if cfg.rollout_dtype == "model" or is_quantised(model) else MergedCopy(model, cfg.rollout_dtype)
+    rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=cfg.bf16)
     consistent = True
     budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
     try:
@@ -292,6 +298,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             batch = [rows[i] for i in rng.choice(len(rows), size=min(cfg.prompts_per_step, len(rows)), replace=False)]
             # 1. sample: G thinking traces per prompt, summaries at every budget from one thinking pass
             model.eval()
+            if sampler is not None:
+                sampler.sync()  # the generation copy gets this step's weights
             if cfg.method == "selfbudgeter":
                 prompts, spans = budget_tag_prompts(tok, [r["question"] for r in batch for _ in range(cfg.generations)],
                                                     rollout)
