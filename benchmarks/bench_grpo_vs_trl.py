@@ -6,9 +6,9 @@ Usage:
     python benchmarks/bench_grpo_vs_trl.py --model tiny --steps 1 --rounds 1   # smoke check (< 2 min)
     python benchmarks/bench_grpo_vs_trl.py --profile            # + cProfile of one of our GRPO steps
 
-Runs alternate (ours GRPO, TRL, ours BRPO; the order is reversed every other round) so a noisy,
-shared machine slows all of them alike; each run loads a fresh model and skips `--warmup` steps.
-The last stdout line is one JSON object: ours_s_per_step, trl_s_per_step, ratio (ours / TRL),
+Runs alternate (ours GRPO, ours GRPO with fp32 rollouts, TRL, ours BRPO; reversed every other round) so
+a noisy, shared machine slows all of them alike; each run loads a fresh model and skips `--warmup`
+steps. The last stdout line is one JSON object: ours_s_per_step, trl_s_per_step, ratio (ours / TRL),
 brpo_s_per_step, grpo_s_per_step, ratio_brpo_over_grpo, tokens per step and the configuration.
 
 Equal settings (TRL 1.16's defaults differ, so every one is set explicitly; SPEC §12):
@@ -23,8 +23,12 @@ Equal settings (TRL 1.16's defaults differ, so every one is set explicitly; SPEC
 - sampling: temperature 1, top_p 1, top_k 0, no repetition penalty, transformers `generate` (no vLLM,
   no continuous batching), all N*G sequences in one generate call in both.
 - precision: bf16 autocast for the training forward/backward, fp32 weights (TRL `bf16=True` on CPU is
-  accelerate's autocast; its generation path is not autocast, like ours), no gradient checkpointing
-  (TRL's GRPOConfig default is True; ours is off).
+  accelerate's autocast), no gradient checkpointing (TRL's GRPOConfig default is True; ours is off).
+  Generation is where the two engines differ, so it is timed both ways: `ours` samples with a merged
+  bf16 copy of the policy synced each step (our default, `RLConfig.rollout_dtype`; what an inference
+  engine does), `ours_fp32` samples with the fp32 LoRA model as TRL's transformers path does
+  (`ratio_fp32_rollout`). Both sides load the model through `budgetlab.models.load_model`, so both get
+  the contiguous-output-head fix.
 - LoRA: the very same `budgetlab.models.lora_config` (r, alpha 32, dropout 0, all linear projections of
   the top `--lora-layers` layers) given to TRL as `peft_config`.
 - prompts: `format_prompt` texts of `make_synthetic` rows; reward: `trl_correctness_reward` for TRL,
@@ -138,24 +142,25 @@ def mean(xs) -> float:
 
 # ------------------------------------------------------------------------------------------- ours
 
-def our_config(args, method: str, budgets: list[int], seed: int, steps: int):
+def our_config(args, method: str, budgets: list[int], seed: int, steps: int, rollout_dtype: str = "bfloat16"):
     from budgetlab.train import RLConfig
 
     batch = args.prompts * args.generations
     return RLConfig(method=method, steps=steps, prompts_per_step=args.prompts, generations=args.generations,
                     budgets=budgets, summaries=1, max_summary=args.summary_tokens, temperature=1.0, lr=args.lr,
                     epochs=1, clip_low=0.2, clip_high=0.2, normaliser="sequence", beta=0.0, all_budgets=False,
-                    micro_batch=batch, bf16=True, checkpoint_every=10**9, seed=seed)
+                    micro_batch=batch, bf16=True, checkpoint_every=10**9, seed=seed, rollout_dtype=rollout_dtype)
 
 
-def run_ours(args, rows, method: str, budgets: list[int], seed: int, lora_layers: int) -> dict:
+def run_ours(args, rows, method: str, budgets: list[int], seed: int, lora_layers: int,
+             rollout_dtype: str = "bfloat16") -> dict:
     """One run of train_rl; per timed step: total, sample, score, update seconds and generated tokens."""
     from budgetlab.models import load_model
     from budgetlab.train import train_rl
 
     model, tok = load_model(args.model, adapter="lora", lora_r=args.lora_r, lora_alpha=32, lora_dropout=0.0,
                             lora_layers=lora_layers, device="cpu")
-    cfg = our_config(args, method, budgets, seed, args.warmup + args.steps)
+    cfg = our_config(args, method, budgets, seed, args.warmup + args.steps, rollout_dtype)
     stages: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix=f"bench_{method}_") as out, our_stage_timers(stages):
         metrics = train_rl(model, tok, rows, cfg, out, progress=False)
@@ -305,9 +310,9 @@ def main(argv: list[str] | None = None) -> dict:
     max_completion = args.max_tokens + len(end_ids) + args.summary_tokens
     grpo_b, brpo_b = [args.max_tokens], brpo_budgets(args.max_tokens, args.brpo_budgets)
 
-    runs: dict[str, list[dict]] = {"ours": [], "trl": [], "brpo": []}
+    runs: dict[str, list[dict]] = {"ours": [], "ours_fp32": [], "trl": [], "brpo": []}
     for rnd in range(args.rounds):
-        order = ["ours", "trl", "brpo"] if rnd % 2 == 0 else ["brpo", "trl", "ours"]
+        order = ["ours", "ours_fp32", "trl", "brpo"] if rnd % 2 == 0 else ["brpo", "trl", "ours_fp32", "ours"]
         if args.no_trl:
             order.remove("trl")
         for name in order:
@@ -315,12 +320,14 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             if name == "ours":
                 res = run_ours(args, rows, "grpo", grpo_b, seed, lora_layers)
+            elif name == "ours_fp32":
+                res = run_ours(args, rows, "grpo", grpo_b, seed, lora_layers, rollout_dtype="model")
             elif name == "brpo":
                 res = run_ours(args, rows, "brpo", brpo_b, seed, lora_layers)
             else:
                 res = run_trl(args, rows, seed, lora_layers, num_layers, max_completion)
             runs[name].append(res)
-            print(f"round {rnd + 1}/{args.rounds} {name:>4}: steps {[round(s, 2) for s in res['step']]} s "
+            print(f"round {rnd + 1}/{args.rounds} {name:>9}: steps {[round(s, 2) for s in res['step']]} s "
                   f"(run {time.perf_counter() - t0:.0f} s)", flush=True)
 
     def med(name: str) -> float | None:
@@ -328,17 +335,19 @@ def main(argv: list[str] | None = None) -> dict:
         return statistics.median(pooled) if pooled else None
 
     print("where the time goes (mean per timed step):")
-    for name, label in (("ours", "ours grpo"), ("trl", "trl grpo"), ("brpo", "ours brpo")):
+    for name, label in (("ours", "ours grpo"), ("ours_fp32", "ours grpo, fp32 rollouts"), ("trl", "trl grpo"),
+                        ("brpo", "ours brpo")):
         if runs[name]:
             print(breakdown(label, runs[name]))
     if args.profile:
         print("cProfile of one of our GRPO steps (top 15 by cumulative time):")
         print(profile_ours(args, rows, lora_layers))
 
-    ours, trl_s, brpo = med("ours"), med("trl"), med("brpo")
+    ours, ours32, trl_s, brpo = med("ours"), med("ours_fp32"), med("trl"), med("brpo")
     result = {
         "ours_s_per_step": ours, "trl_s_per_step": trl_s,
         "ratio": ours / trl_s if ours and trl_s else None,
+        "ours_fp32_rollout_s_per_step": ours32, "ratio_fp32_rollout": ours32 / trl_s if ours32 and trl_s else None,
         "brpo_s_per_step": brpo, "grpo_s_per_step": ours,
         "ratio_brpo_over_grpo": brpo / ours if brpo and ours else None,
         "ours_gen_tokens_per_step": mean(x for r in runs["ours"] for x in r["gen_tokens"]),
@@ -348,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "prompts": args.prompts, "generations": args.generations, "max_thinking_tokens": args.max_tokens,
                    "summary_tokens": args.summary_tokens, "trl_max_completion_length": max_completion,
                    "brpo_budgets": brpo_b, "threads": args.threads, "lora_r": args.lora_r, "lora_alpha": 32,
-                   "lora_layers": lora_layers, "lr": args.lr, "precision": "bf16 autocast train, fp32 generate",
+                   "lora_layers": lora_layers, "lr": args.lr, "precision": "bf16 autocast train; ours samples with a merged bf16 copy (ours_fp32: fp32 LoRA model), TRL with its fp32 LoRA model",
                    "trl_loss_type": "grpo", "ours_normaliser": "sequence", "scale_rewards": "group", "beta": 0.0,
                    "stat": "median of pooled timed steps"},
     }
