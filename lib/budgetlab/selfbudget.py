@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from budgetlab.inference import MergedCopy, is_quantised
 from budgetlab.losses import TrainSeq
 from budgetlab.prompts import encode_prompt, sft_example
 from budgetlab.rewards import correctness_reward
@@ -23,12 +24,13 @@ def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summa
 
     `samples` = 1 answers greedily; k > 1 samples k answers and keeps the shortest correct one, so harder
     questions, which the model solves only sometimes, get labels too (SPEC §5: pass rate and correct length
-    over k samples).
+    over k samples). Answers come from the model's bf16 generation copy, as RL rollouts do.
     """
     if int(samples) < 1:
         raise ValueError(f"samples={samples!r} must be a positive integer.")
     k = int(samples)
-    rollout = HFRollout(model, tok, batch_size=batch_size)
+    sampler = model if is_quantised(model) else MergedCopy(model).model  # bf16 generation copy (budgetlab.inference)
+    rollout = HFRollout(sampler, tok, batch_size=batch_size, summary_bf16=True)
     prompts = [encode_prompt(tok, r["question"]) for r in rows for _ in range(k)]
     traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=k > 1)
     out = []
