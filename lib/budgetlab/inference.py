@@ -28,6 +28,11 @@ def is_quantised(model) -> bool:
     return bool(getattr(_inner(model), "is_loaded_in_4bit", False) or getattr(_inner(model), "is_loaded_in_8bit", False))
 
 
+def generation_copy(model, dtype: str = "bfloat16") -> "MergedCopy | None":
+    """The copy to sample with, or None to sample with `model` itself (dtype "model", or a 4-bit base)."""
+    return None if dtype == "model" or is_quantised(model) else MergedCopy(model, dtype)
+
+
 class MergedCopy:
     """`self.model`: a plain transformers model holding `source`'s weights with its LoRA deltas merged in."""
 

@@ -225,8 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                 run(args.profile, base / tag, {**overrides, **over}, resume=args.resume, until=args.until)
         else:
             load_params(args.profile, overrides)
-            if args.until is not None:
-                check_choice("--until", args.until, list(STAGES))
             run(args.profile, args.run_dir, overrides, resume=args.resume, until=args.until)
     except ValueError as e:
         print(f"budgetlab: {e}", file=sys.stderr)

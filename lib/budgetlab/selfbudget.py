@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from budgetlab.inference import MergedCopy, is_quantised
+from budgetlab.inference import generation_copy
 from budgetlab.losses import TrainSeq
 from budgetlab.prompts import encode_prompt, sft_example
 from budgetlab.rewards import correctness_reward
@@ -29,8 +29,8 @@ def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summa
     if int(samples) < 1:
         raise ValueError(f"samples={samples!r} must be a positive integer.")
     k = int(samples)
-    sampler = model if is_quantised(model) else MergedCopy(model).model  # bf16 generation copy (budgetlab.inference)
-    rollout = HFRollout(sampler, tok, batch_size=batch_size, summary_bf16=True)
+    copy = generation_copy(model)  # bf16 generation copy (budgetlab.inference); None for a 4-bit base
+    rollout = HFRollout(copy.model if copy else model, tok, batch_size=batch_size, summary_bf16=True)
     prompts = [encode_prompt(tok, r["question"]) for r in rows for _ in range(k)]
     traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=k > 1)
     out = []

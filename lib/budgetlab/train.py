@@ -19,7 +19,7 @@ import torch
 from budgetlab.budgets import prior_weights, validate_budgets
 from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 from budgetlab.config import check_choice, check_range
-from budgetlab.inference import MergedCopy, is_quantised
+from budgetlab.inference import generation_copy
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx
@@ -284,7 +284,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     metrics, start = [], 0
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
-    sampler = None if cfg.rollout_dtype == "model" or is_quantised(model) else MergedCopy(model, cfg.rollout_dtype)
+    sampler = generation_copy(model, cfg.rollout_dtype)
     rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=cfg.bf16)
     consistent = True
     budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
