@@ -73,6 +73,35 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_metrics(tmp_path):
                 assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), (a["step"], k)
 
 
+def test_the_probe_runs_at_the_start_every_k_steps_and_at_the_end_and_survives_a_resume(tmp_path):
+    cfg = dict(probe_every=2, probe_size=4, steps=5)
+    model, tok = tiny()
+    train_rl(model, tok, ROWS, rl_cfg("grpo", **cfg), tmp_path / "full", progress=False)
+    full = pd.read_csv(tmp_path / "full" / "probe.csv")
+    assert list(full["step"]) == [0, 2, 4, 5]
+    assert full["probe_acc"].between(0, 1).all() and (full["probe_thinking"] >= 0).all()
+    model, tok = tiny()
+    train_rl(model, tok, ROWS, rl_cfg("grpo", **cfg), tmp_path / "cut", progress=False, max_steps=3)
+    model, tok = tiny()
+    train_rl(model, tok, ROWS, rl_cfg("grpo", **cfg), tmp_path / "cut", progress=False, resume=True)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "probe.csv"), full)
+
+
+def test_selfbudgeter_trains_only_on_the_rows_phase_1_labelled(tmp_path):
+    model, tok = tiny()
+    labelled = ROWS[:2]
+    metrics = train_rl(model, tok, ROWS, rl_cfg("selfbudgeter", steps=1, probe_every=1, probe_size=24), tmp_path,
+                       progress=False, allowed={r["id"]: math.inf for r in labelled})
+    assert len(metrics) == 1
+    probe = pd.read_csv(tmp_path / "probe.csv")
+    assert "probe_declared" in probe  # NaN here: a random model declares nothing
+    with pytest.raises(ValueError, match="allowed"):
+        train_rl(model, tok, ROWS, rl_cfg("selfbudgeter", steps=1), tmp_path / "none", progress=False)
+    with pytest.raises(ValueError, match="labelled"):
+        train_rl(model, tok, ROWS, rl_cfg("selfbudgeter", steps=1), tmp_path / "other", progress=False,
+                 allowed={"not-a-row": 5})
+
+
 def test_a_half_written_checkpoint_is_never_picked_up(tmp_path):
     model, tok = tiny()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
@@ -95,6 +124,8 @@ def test_qlora_model_takes_an_rl_step_on_cpu(tmp_path):
     (dict(prior="cosine"), "cosine"),
     (dict(quota=-0.1), "quota"),
     (dict(generations=0), "generations"),
+    (dict(probe_every=-1), "probe_every"),
+    (dict(probe_size=0), "probe_size"),
 ])
 def test_bad_rl_config_fails_before_any_model_work(bad, message):
     with pytest.raises(ValueError, match=message):

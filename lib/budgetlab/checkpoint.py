@@ -61,8 +61,13 @@ def load_checkpoint(path: str | Path, model, opt=None) -> tuple[int, list[dict]]
             params[k].copy_(v.to(params[k].device, params[k].dtype))
     if opt is not None:
         opt.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
-    meta = json.loads((path / "state.json").read_text())
+    meta = checkpoint_state(path)
     return int(meta["step"]), list(meta["rows"])
+
+
+def checkpoint_state(path: str | Path) -> dict:
+    """The checkpoint's state.json: step, metrics rows and whatever extra the trainer saved with them."""
+    return json.loads((Path(path) / "state.json").read_text())
 
 
 def write_metrics(path: str | Path, rows: list[dict]) -> Path:

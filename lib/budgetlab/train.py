@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from budgetlab.budgets import prior_weights, validate_budgets
-from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
+from budgetlab.checkpoint import checkpoint_state, latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 from budgetlab.config import check_choice, check_range
 from budgetlab.inference import generation_copy
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx
+from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward, selfbudgeter_reward_parts
 from budgetlab.rollout import HFRollout
@@ -143,6 +144,8 @@ class RLConfig:
     # "model" samples with the training model itself (always so for 4-bit QLoRA bases).
     rollout_dtype: str = "bfloat16"
     checkpoint_every: int = 5
+    probe_every: int = 0  # greedy probe on fixed problems every k steps, at the start and at the end; 0: off
+    probe_size: int = 32  # problems in the probe
     seed: int = 0
 
     def validate(self) -> "RLConfig":
@@ -156,9 +159,11 @@ class RLConfig:
         check_range("quota", self.quota, 0.0, 1.0)
         check_range("decay", self.decay, 0.0, 1.0)
         for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch",
-                     "checkpoint_every"):
+                     "checkpoint_every", "probe_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
+        if int(self.probe_every) < 0:
+            raise ValueError(f"probe_every={self.probe_every!r} must be a non-negative integer (0 turns the probe off).")
         if self.method == "drgrpo":
             self.normaliser = "constant"
         if self.expensive_threshold is None:
@@ -266,7 +271,10 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
              accelerator=None) -> list[dict]:
     """Run `cfg.steps` RL steps on `rows` ({id, question, answer, level}); writes metrics.csv and checkpoints.
 
-    `allowed` maps a row id to SelfBudgeter's allowed maximum length (warm-start correct length, inf if wrong).
+    `allowed` maps a row id to SelfBudgeter's allowed maximum length (warm-start correct length, inf if wrong);
+    SelfBudgeter trains on those rows only, since a row phase 1 never answered has no allowed maximum.
+    With `cfg.probe_every` = k > 0, a greedy probe of `cfg.probe_size` fixed rows runs before the first step,
+    every k steps and after the last, into probe.csv (budgetlab.probe).
     `max_steps` stops early after that many steps in this call (used to simulate a kill in tests).
     `accelerator` (accelerate.Accelerator) runs data parallel: each process samples its own prompts, gradients
     are averaged, the logged row is the mean over processes and the main process writes the files.
@@ -274,20 +282,40 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     main = rank == 0
     cfg.validate()
+    if cfg.method == "selfbudgeter":
+        if not allowed:
+            raise ValueError("selfbudgeter needs `allowed` (row id -> allowed maximum length) from phase 1's labels.")
+        rows = [r for r in rows if r["id"] in allowed]
     if not rows:
-        raise ValueError("train_rl got no training rows; give at least one problem.")
+        raise ValueError("train_rl got no training rows; give at least one problem"
+                         + (" whose id phase 1 labelled." if cfg.method == "selfbudgeter" else "."))
     out_dir = Path(out_dir)
     method = get_method(cfg.method)
     device = next(model.parameters()).device
     markers = Markers.from_tokenizer(tok)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    metrics, start = [], 0
+    metrics, probes, start = [], [], 0
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
+        probes = checkpoint_state(ck).get("probes", [])
     sampler = generation_copy(model, cfg.rollout_dtype)
     rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=cfg.bf16)
+    fixed = probe_rows(rows, cfg.probe_size, cfg.seed) if cfg.probe_every and main else []
+
+    def run_probe(done: int) -> None:  # the policy after `done` steps, on the fixed rows
+        if sampler is not None:
+            sampler.sync()
+        probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets[-1],
+                                              cfg.max_summary, self_budget=cfg.method == "selfbudgeter")})
+        write_metrics(out_dir / "probe.csv", probes)
+
+    def save(done: int) -> None:
+        save_checkpoint(out_dir, model, opt, done, metrics, extra={"config": asdict(cfg), "probes": probes})
+
     consistent = True
     budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
+    if fixed and start == 0 and not probes:
+        run_probe(0)
     try:
         for step in _progress(range(start, cfg.steps), progress, cfg.method):
             if max_steps is not None and step - start >= max_steps:
@@ -338,14 +366,16 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                 row = {k: float(accelerator.reduce(torch.tensor(float(v)), reduction="mean")) for k, v in row.items()}
                 row["step"], row["world_size"] = step + 1, world
             metrics.append(row)
-            consistent = True
             if main:
                 write_metrics(out_dir / "metrics.csv", metrics)
+            if fixed and ((step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps):
+                run_probe(step + 1)
+            consistent = True
             # 6. checkpoint
             if main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-                save_checkpoint(out_dir, model, opt, step + 1, metrics, extra={"config": asdict(cfg)})
+                save(step + 1)
     except KeyboardInterrupt:
         if consistent and main:  # mid-update weights match no step: keep the last periodic checkpoint instead
-            save_checkpoint(out_dir, model, opt, len(metrics), metrics, extra={"config": asdict(cfg)})
+            save(len(metrics))
         raise
     return metrics

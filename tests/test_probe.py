@@ -1,0 +1,27 @@
+"""The RL probe: a fixed, level-balanced set of problems, answered greedily."""
+
+import pytest
+
+from budgetlab.data import make_synthetic
+from budgetlab.models import load_model
+from budgetlab.probe import probe, probe_rows
+
+ROWS = make_synthetic(30, levels=(1, 2, 3), seed=0)
+
+
+def test_probe_rows_are_fixed_balanced_over_levels_and_capped_at_the_rows_given():
+    picked = probe_rows(ROWS, 9, seed=0)
+    assert [r["id"] for r in picked] == [r["id"] for r in probe_rows(ROWS, 9, seed=0)]
+    assert sorted(r["level"] for r in picked) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert len({r["id"] for r in picked}) == 9
+    assert len(probe_rows(ROWS[:4], 10)) == 4
+    with pytest.raises(ValueError, match="n=0"):
+        probe_rows(ROWS, 0)
+
+
+def test_a_greedy_probe_gives_the_same_numbers_twice():
+    model, tok = load_model("tiny", adapter="lora", lora_r=4)
+    a = probe(model, tok, ROWS[:4], budget=4, max_summary=3)
+    b = probe(model, tok, ROWS[:4], budget=4, max_summary=3)
+    assert a == b and set(a) == {"probe_acc", "probe_thinking", "probe_closed"}
+    assert 0 <= a["probe_acc"] <= 1 and 0 <= a["probe_thinking"] <= 4
