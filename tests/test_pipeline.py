@@ -1,5 +1,7 @@
 """Pipeline parameters: profiles, overrides, sweeps and bad input, all before any model work."""
 
+import json
+
 import pytest
 
 from budgetlab import pipeline
@@ -80,4 +82,6 @@ def test_notebooks_have_one_parameters_cell_and_no_outputs():
         assert len(tagged) == 1, path.name
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
         assert nb.metadata["kernelspec"]["name"] == "python3"
+        raw = json.loads(path.read_text())  # nbformat 4.5 cells need ids (nbformat fills them in with a warning)
+        assert all("id" in c for c in raw["cells"]), path.name
     assert [p.stem for p in sorted(pipeline.NOTEBOOKS.glob("*.ipynb"))] == list(pipeline.STAGES)
