@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from budgetlab.sampling import InverseCDFSampling
 from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point, split_thinking
 
 
@@ -97,6 +98,7 @@ class HFRollout:
         self.max_rows = max_rows  # summary rows decoded together (memory: each row holds a copy of its KV cache)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
+        self._stops: dict[str, object] = {}  # stop string -> StopStringCriteria (building one scans the vocabulary)
 
     @property
     def device(self) -> torch.device:
@@ -106,15 +108,18 @@ class HFRollout:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.summary_bf16)
 
     def _generate(self, ids: torch.Tensor, mask: torch.Tensor, max_new: int, do_sample: bool,
-                  stop: list[str] | None = None, cache=None):
-        kwargs = dict(max_new_tokens=max_new, do_sample=do_sample, pad_token_id=self.pad_id,
-                      eos_token_id=self.eos_id, return_dict_in_generate=True)
+                  stop: str | None = None, cache=None):
+        """`generate`, sampling through `InverseCDFSampling` (greedy decoding of the drawn token) when do_sample."""
+        from transformers import LogitsProcessorList, StopStringCriteria, StoppingCriteriaList
+
+        kwargs = dict(max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None, top_k=None,
+                      pad_token_id=self.pad_id, eos_token_id=self.eos_id, return_dict_in_generate=True)
         if do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs["logits_processor"] = LogitsProcessorList([InverseCDFSampling(self.temperature, self.top_p)])
         if stop:
-            kwargs.update(stop_strings=stop, tokenizer=self.tok)
+            if stop not in self._stops:
+                self._stops[stop] = StopStringCriteria(self.tok, [stop])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([self._stops[stop]])
         if cache is not None:
             kwargs["past_key_values"] = cache
         with torch.inference_mode():
@@ -127,7 +132,7 @@ class HFRollout:
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start:start + self.batch_size]
             ids, mask = left_pad(chunk, self.pad_id)
-            gen = self._generate(ids, mask, max_new, do_sample, stop=[stop]).sequences[:, ids.shape[1]:]
+            gen = self._generate(ids, mask, max_new, do_sample, stop=stop).sequences[:, ids.shape[1]:]
             out += [_until_eos(row.tolist(), self.eos_id, keep_eos=False) for row in gen]
         return out
 
@@ -146,7 +151,7 @@ class HFRollout:
         b_max = budgets[-1]
         ids, mask = left_pad(prompts, self.pad_id)
         width = ids.shape[1]
-        out = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=[THINK_END])
+        out = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=THINK_END)
         traces = []
         for i, row in enumerate(out.sequences[:, width:].tolist()):
             thinking, closed = _find_thinking_end(_until_eos(row, self.eos_id, keep_eos=False), self.markers, self.tok)
