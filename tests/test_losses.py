@@ -139,3 +139,19 @@ def test_packed_loss_and_gradient_equal_those_of_separate_sequences(normaliser):
     assert loss_packed == pytest.approx(float(loss_plain), rel=1e-5)
     for a, b in zip(grads_plain, grads_packed):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_scoring_only_from_the_first_trained_column_changes_no_trained_log_prob_or_entropy():
+    from budgetlab.models import load_model
+
+    torch.manual_seed(0)
+    model, _ = load_model("tiny", adapter="lora", lora_r=4)
+    g = torch.Generator().manual_seed(2)
+    seqs = [TrainSeq(torch.randint(3, 200, (n,), generator=g).tolist(), [1.0] * n, [False] * k + [True] * (n - k))
+            for n, k in ((10, 4), (7, 6), (12, 5))]
+    t = collate(seqs, pad_id=0)
+    full, full_ent = token_logprobs(model, t["ids"], t["attention"], with_entropy=True)
+    part, part_ent = token_logprobs(model, t["ids"], t["attention"], with_entropy=True, mask=t["mask"])
+    assert part.shape == full.shape and (part[:, :4] == 0).all()  # columns 0..3 train in no row
+    torch.testing.assert_close(part[t["mask"]], full[t["mask"]], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(part_ent[t["mask"]], full_ent[t["mask"]], rtol=1e-5, atol=1e-6)

@@ -129,24 +129,33 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entropy: bool = False,
-                   position: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   position: torch.Tensor | None = None, mask: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(ids[:, t] | ids[:, <t]) as [B, L] (position 0 is 0), and optionally the per-token entropy.
 
     `attention` is the [B, L] padding mask, or a packed batch's [B, 1, L, L] mask with its `position` ids.
     In a packed row the first token of a branch is scored against the previous packed token: such tokens
-    are inserted markers and never trained."""
+    are inserted markers and never trained. With `mask` ([B, L], the trained tokens) the output head and
+    the softmax run only from the first column any row trains (the shared prompt is read, never scored);
+    the columns before it are 0."""
+    width = ids.shape[1]
+    first = 1
+    if mask is not None and bool(mask[:, 1:].any()):
+        first = 1 + int(mask[:, 1:].any(0).nonzero()[0])
     kwargs = {"position_ids": position} if position is not None else {}
-    logits = model(input_ids=ids, attention_mask=attention, **kwargs).logits[:, :-1].float()
-    targets = ids[:, 1:]
+    # logits at positions first-1 .. L-2 predict the tokens first .. L-1
+    logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=width - first + 1,
+                   **kwargs).logits[:, :-1].float()
+    targets = ids[:, first:]
     logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    logp = torch.cat([torch.zeros_like(logp[:, :1]), logp], dim=1)
+    logp = torch.cat([logp.new_zeros((logp.shape[0], first)), logp], dim=1)
     entropy = None
     if with_entropy:
         with torch.no_grad():
             probs = torch.softmax(logits, dim=-1)
             ent = logz - (probs * logits).sum(-1)
-            entropy = torch.cat([torch.zeros_like(ent[:, :1]), ent], dim=1)
+            entropy = torch.cat([ent.new_zeros((ent.shape[0], first)), ent], dim=1)
     return logp, entropy
 
 
