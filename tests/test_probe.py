@@ -19,9 +19,15 @@ def test_probe_rows_are_fixed_balanced_over_levels_and_capped_at_the_rows_given(
         probe_rows(ROWS, 0)
 
 
-def test_a_greedy_probe_gives_the_same_numbers_twice():
+def test_the_probe_draws_the_same_answers_each_time_and_leaves_the_callers_random_state_alone():
+    import torch
+
     model, tok = load_model("tiny", adapter="lora", lora_r=4)
-    a = probe(model, tok, ROWS[:4], budget=4, max_summary=3)
-    b = probe(model, tok, ROWS[:4], budget=4, max_summary=3)
-    assert a == b and set(a) == {"probe_acc", "probe_thinking", "probe_closed"}
-    assert 0 <= a["probe_acc"] <= 1 and 0 <= a["probe_thinking"] <= 4
+    torch.manual_seed(5)
+    a = probe(model, tok, ROWS[:4], budget=6, max_summary=3, samples=3, seed=1)
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    b = probe(model, tok, ROWS[:4], budget=6, max_summary=3, samples=3, seed=1)
+    assert a == b and torch.rand(1) == after
+    assert set(a) == {"probe_reward", "probe_thinking", "probe_closed"}
+    assert 0 <= a["probe_reward"] <= 1 and 0 <= a["probe_thinking"] <= 6

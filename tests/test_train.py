@@ -79,7 +79,7 @@ def test_the_probe_runs_at_the_start_every_k_steps_and_at_the_end_and_survives_a
     train_rl(model, tok, ROWS, rl_cfg("grpo", **cfg), tmp_path / "full", progress=False)
     full = pd.read_csv(tmp_path / "full" / "probe.csv")
     assert list(full["step"]) == [0, 2, 4, 5]
-    assert full["probe_acc"].between(0, 1).all() and (full["probe_thinking"] >= 0).all()
+    assert full["probe_reward"].between(0, 1).all() and (full["probe_thinking"] >= 0).all()
     model, tok = tiny()
     train_rl(model, tok, ROWS, rl_cfg("grpo", **cfg), tmp_path / "cut", progress=False, max_steps=3)
     model, tok = tiny()

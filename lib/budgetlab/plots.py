@@ -67,14 +67,14 @@ def training_curves(metrics: pd.DataFrame, smooth: int = 1):
 
 
 def probe_curves(probes: pd.DataFrame):
-    """probes: method, step, probe_acc, probe_thinking -> probe accuracy and thinking length over RL steps
-    (the same problems answered greedily each time: moves only when the policy does)."""
+    """probes: method, step, probe_reward, probe_thinking -> probe reward and thinking length over RL steps
+    (the same problems and random draws each time: moves only when the policy does)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, col, title in ((axes[0], "probe_acc", "probe accuracy (fixed problems, greedy)"),
+    for ax, col, title in ((axes[0], "probe_reward", "probe reward (fixed problems and seed)"),
                            (axes[1], "probe_thinking", "probe thinking length")):
         sns.lineplot(data=probes, x="step", y=col, hue="method", marker="o", ax=ax, legend=ax is axes[0])
         ax.set(title=title, xlabel="RL steps done")
-    axes[0].set(ylabel="accuracy", ylim=(-0.02, 1.02))
+    axes[0].set(ylabel="mean correctness", ylim=(-0.02, 1.02))
     axes[1].set(ylabel="thinking tokens")
     return fig
 

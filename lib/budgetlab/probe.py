@@ -1,9 +1,9 @@
-"""A fixed-problem probe of the policy during RL: the same problems, greedy, every k steps.
+"""A fixed-problem probe of the policy during RL: the same problems and the same random draws every k steps.
 
 One RL step's reward averages a few samples on a few freshly drawn prompts, so it mostly says how hard
-that step's prompts were. The probe answers the same problems greedily each time, so its accuracy moves
-only when the policy does: it is the learning curve to read. SelfBudgeter's probe also reports how its
-declared budgets follow the problems' levels.
+that step's prompts were. The probe samples k answers to each of the same problems, at the training
+temperature and from the same seed each time, so its mean reward moves only when the policy does: it is
+the learning curve to read. SelfBudgeter's probe also reports how its declared budgets follow the levels.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from budgetlab.anytime import evaluate_model
 from budgetlab.evaluate import declared_tracking
@@ -32,15 +33,18 @@ def probe_rows(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def probe(model, tok, rows: Sequence[dict], budget: int, max_summary: int, self_budget: bool = False) -> dict:
-    """Greedy answers to `rows` at one thinking budget: accuracy, thinking length and, with `self_budget`,
-    the mean declared budget and its Spearman correlation with the level."""
-    df = evaluate_model(model, tok, rows, [budget], max_summary=max_summary, do_sample=False,
-                        budget_tag="self" if self_budget else None, progress=False)
-    out = {"probe_acc": float(df["correct"].mean()), "probe_thinking": float(df["n_thinking"].mean()),
+def probe(model, tok, rows: Sequence[dict], budget: int, max_summary: int, *, samples: int = 4,
+          temperature: float = 1.0, seed: int = 0, self_budget: bool = False) -> dict:
+    """`samples` answers to each row at one thinking budget, drawn from `seed` (the caller's random state is
+    left as it was): mean correctness, thinking length, closed share and, with `self_budget`, the mean declared
+    budget and its Spearman correlation with the level."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        df = evaluate_model(model, tok, rows, [budget], samples=samples, do_sample=True, temperature=temperature,
+                            max_summary=max_summary, budget_tag="self" if self_budget else None, progress=False)
+    out = {"probe_reward": float(df["correct"].mean()), "probe_thinking": float(df["n_thinking"].mean()),
            "probe_closed": float(df["closed"].mean())}
     if self_budget:
-        tracking = declared_tracking(df)
         out["probe_declared"] = float(df["declared"].astype(float).mean())
-        out["probe_declared_rho"] = tracking["spearman_with_level"]
+        out["probe_declared_rho"] = declared_tracking(df)["spearman_with_level"]
     return out

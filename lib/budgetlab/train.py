@@ -88,7 +88,8 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             for mb in range(0, len(batch), cfg.micro_batch):
                 t = collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id)
                 with autocast(cfg.bf16, device):
-                    logp, _ = token_logprobs(model, t["ids"].to(device), t["attention"].to(device))
+                    logp, _ = token_logprobs(model, t["ids"].to(device), t["attention"].to(device),
+                                             mask=t["mask"].to(device))
                 loss = weighted_sft_loss(logp, t["mask"].to(device), t["weight"].to(device)) / len(batch)
                 loss.backward()
                 total += float(loss.detach())
@@ -144,8 +145,9 @@ class RLConfig:
     # "model" samples with the training model itself (always so for 4-bit QLoRA bases).
     rollout_dtype: str = "bfloat16"
     checkpoint_every: int = 5
-    probe_every: int = 0  # greedy probe on fixed problems every k steps, at the start and at the end; 0: off
+    probe_every: int = 0  # probe fixed problems every k steps, at the start and at the end; 0: off
     probe_size: int = 32  # problems in the probe
+    probe_samples: int = 4  # answers per probe problem, at `temperature`, from the same seed each time
     seed: int = 0
 
     def validate(self) -> "RLConfig":
@@ -159,7 +161,7 @@ class RLConfig:
         check_range("quota", self.quota, 0.0, 1.0)
         check_range("decay", self.decay, 0.0, 1.0)
         for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch",
-                     "checkpoint_every", "probe_size"):
+                     "checkpoint_every", "probe_size", "probe_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
         if int(self.probe_every) < 0:
@@ -228,7 +230,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     max_len = max([n for s in seqs for n in s.trained_per_sequence()], default=1)
 
     def logprobs(t, with_entropy=False):
-        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"))
+        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"])
 
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
@@ -273,8 +275,9 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
 
     `allowed` maps a row id to SelfBudgeter's allowed maximum length (warm-start correct length, inf if wrong);
     SelfBudgeter trains on those rows only, since a row phase 1 never answered has no allowed maximum.
-    With `cfg.probe_every` = k > 0, a greedy probe of `cfg.probe_size` fixed rows runs before the first step,
-    every k steps and after the last, into probe.csv (budgetlab.probe).
+    With `cfg.probe_every` = k > 0, a probe of `cfg.probe_size` fixed rows (`cfg.probe_samples` answers each,
+    same seed each time) runs before the first step, every k steps and after the last, into probe.csv
+    (budgetlab.probe).
     `max_steps` stops early after that many steps in this call (used to simulate a kill in tests).
     `accelerator` (accelerate.Accelerator) runs data parallel: each process samples its own prompts, gradients
     are averaged, the logged row is the mean over processes and the main process writes the files.
@@ -306,7 +309,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
         if sampler is not None:
             sampler.sync()
         probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets[-1],
-                                              cfg.max_summary, self_budget=cfg.method == "selfbudgeter")})
+                                              cfg.max_summary, samples=cfg.probe_samples, temperature=cfg.temperature,
+                                              seed=cfg.seed, self_budget=cfg.method == "selfbudgeter")})
         write_metrics(out_dir / "probe.csv", probes)
 
     def save(done: int) -> None:
