@@ -1,8 +1,8 @@
-"""SelfBudgeter phase 1: label each question with the warm-start model's own correct thinking length.
+"""SelfBudgeter: phase-1 budget labels and SFT examples, the budget-tag prompt, the phase-2 reward table.
 
-The label is the length of the model's own correct thinking (the shortest of k samples; infinity when no
-sample was correct); SFT then teaches the model to write `<budget>N</budget>` with that N before thinking
-(SelfBudgeter, §3.1).
+Phase 1 labels each question with the length of the warm-start model's own correct thinking (the shortest
+of k samples; infinity when no sample was correct); SFT then teaches the model to write `<budget>N</budget>`
+with that N before thinking (SelfBudgeter, §3.1). Phase 2 is GRPO on the budget-guided reward (SPEC §7).
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
+
 from budgetlab.inference import generation_copy
 from budgetlab.losses import TrainSeq
 from budgetlab.prompts import encode_prompt, sft_example
-from budgetlab.rewards import correctness_reward
+from budgetlab.rewards import correctness_reward, selfbudgeter_reward_parts
 from budgetlab.rollout import HFRollout
-from budgetlab.truncation import BUDGET_TAG
+from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
 
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
@@ -82,3 +84,23 @@ def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | No
     prompts = [b + t + think for b, t in zip(bases, tags)]
     spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]
     return prompts, spans
+
+
+def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float) -> tuple[torch.Tensor, dict]:
+    """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log."""
+    n = len(traces) // generations
+    r = torch.zeros((n, generations))
+    parts_sum: dict[str, float] = {}
+    for idx, tr in enumerate(traces):
+        row = rows[idx // generations]
+        s, e = tr.trained_prefix
+        tag = tok.decode(tr.prompt_ids[s:e])
+        parts = selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
+                                          declared=parse_budget_tag(tag), length=tr.n_thinking,
+                                          allowed_max=allowed.get(row["id"], math.inf), alpha=alpha)
+        r[idx // generations, idx % generations] = parts["reward"]
+        for k, v in parts.items():
+            if math.isfinite(float(v)):
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+    logs = {f"sb_{k}": v / len(traces) for k, v in parts_sum.items()}
+    return r, logs

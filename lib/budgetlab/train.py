@@ -7,7 +7,6 @@ uninterrupted run would have, and ends with the same metrics on CPU.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx
 from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import encode_prompt
-from budgetlab.rewards import alpha_schedule, correctness_reward, selfbudgeter_reward_parts
+from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
-from budgetlab.selfbudget import budget_tag_prompts
-from budgetlab.truncation import Markers, parse_budget_tag
+from budgetlab.selfbudget import budget_tag_prompts, selfbudgeter_rewards
+from budgetlab.truncation import Markers
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -186,26 +185,6 @@ def score(traces, rows, generations: int) -> torch.Tensor:
                     cache[id(sm)] = correctness_reward(sm.text, rows[idx // generations]["answer"])
                 r[idx // generations, idx % generations, j, q] = cache[id(sm)]
     return r
-
-
-def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float) -> tuple[torch.Tensor, dict]:
-    """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log."""
-    n = len(traces) // generations
-    r = torch.zeros((n, generations))
-    parts_sum: dict[str, float] = {}
-    for idx, tr in enumerate(traces):
-        row = rows[idx // generations]
-        s, e = tr.trained_prefix
-        tag = tok.decode(tr.prompt_ids[s:e])
-        parts = selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
-                                          declared=parse_budget_tag(tag), length=tr.n_thinking,
-                                          allowed_max=allowed.get(row["id"], math.inf), alpha=alpha)
-        r[idx // generations, idx % generations] = parts["reward"]
-        for k, v in parts.items():
-            if math.isfinite(float(v)):
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
-    logs = {f"sb_{k}": v / len(traces) for k, v in parts_sum.items()}
-    return r, logs
 
 
 def average_gradients(model, accelerator) -> None:
