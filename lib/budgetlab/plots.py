@@ -67,15 +67,19 @@ def training_curves(metrics: pd.DataFrame, smooth: int = 1):
 
 
 def probe_curves(probes: pd.DataFrame):
-    """probes: method, step, probe_reward, probe_thinking -> probe reward and thinking length over RL steps
-    (the same problems and random draws each time: moves only when the policy does)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, col, title in ((axes[0], "probe_reward", "probe reward (fixed problems and seed)"),
-                           (axes[1], "probe_thinking", "probe thinking length")):
-        sns.lineplot(data=probes, x="step", y=col, hue="method", marker="o", ax=ax, legend=ax is axes[0])
-        ax.set(title=title, xlabel="RL steps done")
-    axes[0].set(ylabel="mean correctness", ylim=(-0.02, 1.02))
-    axes[1].set(ylabel="thinking tokens")
+    """probes: method, step, probe_reward, probe_thinking (and SelfBudgeter's probe_declared_rho) -> probe
+    reward, thinking length (and Spearman of declared budget with level) over RL steps. The probe uses the
+    same problems and random draws each time, so its curve moves only when the policy does."""
+    panels = [("probe_reward", "probe reward (fixed problems and seed)", "mean correctness"),
+              ("probe_thinking", "probe thinking length", "thinking tokens")]
+    if "probe_declared_rho" in probes and probes["probe_declared_rho"].notna().any():
+        panels.append(("probe_declared_rho", "SelfBudgeter: declared budget vs level", "Spearman correlation"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
+    for ax, (col, title, ylabel) in zip(axes, panels):
+        data = probes.dropna(subset=[col])
+        sns.lineplot(data=data, x="step", y=col, hue="method", marker="o", ax=ax, legend=ax is axes[0])
+        ax.set(title=title, xlabel="RL steps done", ylabel=ylabel)
+    axes[0].set(ylim=(-0.02, 1.02))
     return fig
 
 
