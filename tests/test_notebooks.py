@@ -71,3 +71,15 @@ def test_rl_notebook_runs_with_a_qlora_adapter(smoke_run, tmp_path):
     pipeline.run_stage("02_rl", "02_rl_grpo", {**params, "METHOD": "grpo"}, run, resume=False)
     assert (run / "adapters" / "grpo" / "adapter_config.json").exists()
     assert pm.inspect_notebook(str(pipeline.NOTEBOOKS / "02_rl.ipynb"))["ADAPTER"]
+
+
+def test_the_can_it_fit_check_trains_on_a_few_problems_and_probes_them(smoke_run, capsys):
+    import runpy
+    import sys
+
+    sys.argv = ["check_rl_learns.py", str(smoke_run), "--problems", "2", "--steps", "2", "--probe-every", "1"]
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(pipeline.PROJECT_ROOT / "scripts" / "check_rl_learns.py"), run_name="__main__")
+    assert done.value.code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["problems"] == 2 and [p["step"] for p in result["probe"]] == [0, 1, 2]
