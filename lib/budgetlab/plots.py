@@ -75,9 +75,12 @@ def probe_curves(probes: pd.DataFrame):
     if "probe_declared_rho" in probes and probes["probe_declared_rho"].notna().any():
         panels.append(("probe_declared_rho", "SelfBudgeter: declared budget vs level", "Spearman correlation"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
+    methods = list(probes["method"].unique())  # one colour per method in every panel
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
     for ax, (col, title, ylabel) in zip(axes, panels):
         data = probes.dropna(subset=[col])
-        sns.lineplot(data=data, x="step", y=col, hue="method", marker="o", ax=ax, legend=ax is axes[0])
+        sns.lineplot(data=data, x="step", y=col, hue="method", palette=palette, hue_order=methods, marker="o", ax=ax,
+                     legend=ax is axes[0])
         ax.set(title=title, xlabel="RL steps done", ylabel=ylabel)
     axes[0].set(ylim=(-0.02, 1.02))
     return fig
