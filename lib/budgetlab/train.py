@@ -85,11 +85,10 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             consistent = False
             total, n_tok = 0.0, 0
             for mb in range(0, len(batch), cfg.micro_batch):
-                t = collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id)
+                t = {k: v.to(device) for k, v in collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id).items()}
                 with autocast(cfg.bf16, device):
-                    logp, _ = token_logprobs(model, t["ids"].to(device), t["attention"].to(device),
-                                             mask=t["mask"].to(device))
-                loss = weighted_sft_loss(logp, t["mask"].to(device), t["weight"].to(device)) / len(batch)
+                    logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"])
+                loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
                 loss.backward()
                 total += float(loss.detach())
                 n_tok += int(t["attention"].sum())
