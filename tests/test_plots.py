@@ -23,3 +23,11 @@ def test_probe_curves_add_the_declared_budget_panel_only_when_selfbudgeter_measu
     paths = plots.save(fig, tmp_path, "probe")
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in paths)
     assert len(plots.probe_curves(probes(with_rho=False)).axes) == 2
+
+
+def test_probe_curves_show_the_anytime_score_next_to_the_reward_when_the_probe_has_it():
+    # probes written before the anytime column existed (last session's probe.csv files) still plot, without it
+    df = probes(with_rho=False).assign(probe_anytime=lambda d: d["probe_reward"] - 0.05)
+    titles = [ax.get_title() for ax in plots.probe_curves(df).axes]
+    assert titles == ["probe reward at the largest budget", "probe anytime score (training budgets)",
+                      "probe thinking length"]

@@ -1,4 +1,4 @@
-"""The RL probe: a fixed, level-balanced set of problems, answered greedily."""
+"""The RL probe: a fixed, level-balanced set of problems, answered with the same random draws each time."""
 
 import pytest
 
@@ -24,10 +24,10 @@ def test_the_probe_draws_the_same_answers_each_time_and_leaves_the_callers_rando
 
     model, tok = load_model("tiny", adapter="lora", lora_r=4)
     torch.manual_seed(5)
-    a = probe(model, tok, ROWS[:4], budget=6, max_summary=3, samples=3, seed=1)
+    a = probe(model, tok, ROWS[:4], budgets=[3, 6], max_summary=3, samples=3, seed=1)
     after = torch.rand(1)
     torch.manual_seed(5)
-    b = probe(model, tok, ROWS[:4], budget=6, max_summary=3, samples=3, seed=1)
+    b = probe(model, tok, ROWS[:4], budgets=[3, 6], max_summary=3, samples=3, seed=1)
     assert a == b and torch.rand(1) == after
-    assert set(a) == {"probe_reward", "probe_thinking", "probe_closed"}
-    assert 0 <= a["probe_reward"] <= 1 and 0 <= a["probe_thinking"] <= 6
+    assert set(a) == {"probe_reward", "probe_anytime", "probe_thinking", "probe_closed"}
+    assert 0 <= a["probe_reward"] <= 1 and 0 <= a["probe_anytime"] <= 1 and 0 <= a["probe_thinking"] <= 6

@@ -67,11 +67,14 @@ def training_curves(metrics: pd.DataFrame, smooth: int = 1):
 
 
 def probe_curves(probes: pd.DataFrame):
-    """probes: method, step, probe_reward, probe_thinking (and SelfBudgeter's probe_declared_rho) -> probe
-    reward, thinking length (and Spearman of declared budget with level) over RL steps. The probe uses the
-    same problems and random draws each time, so its curve moves only when the policy does."""
-    panels = [("probe_reward", "probe reward (fixed problems and seed)", "mean correctness"),
-              ("probe_thinking", "probe thinking length", "thinking tokens")]
+    """probes: method, step, probe_reward, probe_thinking (and probe_anytime, SelfBudgeter's probe_declared_rho)
+    -> probe reward at the largest budget, anytime score over the training budgets, thinking length (and
+    Spearman of declared budget with level) over RL steps. The probe uses the same problems and random draws
+    each time, so its curve moves only when the policy does."""
+    panels = [("probe_reward", "probe reward at the largest budget", "mean correctness")]
+    if "probe_anytime" in probes and probes["probe_anytime"].notna().any():
+        panels.append(("probe_anytime", "probe anytime score (training budgets)", "mean correctness over budgets"))
+    panels.append(("probe_thinking", "probe thinking length", "thinking tokens"))
     if "probe_declared_rho" in probes and probes["probe_declared_rho"].notna().any():
         panels.append(("probe_declared_rho", "SelfBudgeter: declared budget vs level", "Spearman correlation"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
@@ -82,7 +85,9 @@ def probe_curves(probes: pd.DataFrame):
         sns.lineplot(data=data, x="step", y=col, hue="method", palette=palette, hue_order=methods, marker="o", ax=ax,
                      legend=ax is axes[0])
         ax.set(title=title, xlabel="RL steps done", ylabel=ylabel)
-    axes[0].set(ylim=(-0.02, 1.02))
+    for ax, (col, _, _) in zip(axes, panels):
+        if col in ("probe_reward", "probe_anytime"):
+            ax.set(ylim=(-0.02, 1.02))
     return fig
 
 

@@ -3,7 +3,9 @@
 One RL step's reward averages a few samples on a few freshly drawn prompts, so it mostly says how hard
 that step's prompts were. The probe samples k answers to each of the same problems, at the training
 temperature and from the same seed each time, so its mean reward moves only when the policy does: it is
-the learning curve to read. SelfBudgeter's probe also reports how its declared budgets follow the levels.
+the learning curve to read. Each answer's thinking is cut at every training budget, as in a BRPO step, so
+the probe reports both the reward at the largest budget (what GRPO maximises) and the anytime score over
+the grid (what BRPO maximises). SelfBudgeter's probe also reports how its declared budgets follow the levels.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from budgetlab.anytime import evaluate_model
-from budgetlab.evaluate import declared_tracking
+from budgetlab.evaluate import anytime_score, declared_tracking
 
 
 def probe_rows(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
@@ -33,18 +35,21 @@ def probe_rows(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def probe(model, tok, rows: Sequence[dict], budget: int, max_summary: int, *, samples: int = 4,
+def probe(model, tok, rows: Sequence[dict], budgets: Sequence[int], max_summary: int, *, samples: int = 4,
           temperature: float = 1.0, seed: int = 0, self_budget: bool = False) -> dict:
-    """`samples` answers to each row at one thinking budget, drawn from `seed` (the caller's random state is
-    left as it was): mean correctness, thinking length, closed share and, with `self_budget`, the mean declared
-    budget and its Spearman correlation with the level."""
+    """`samples` answers to each row, cut at each of `budgets`, drawn from `seed` (the caller's random state is
+    left as it was): mean correctness at the largest budget, the anytime score (uniform over `budgets`), thinking
+    length, closed share and, with `self_budget`, the mean declared budget and its Spearman correlation with the
+    level."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        df = evaluate_model(model, tok, rows, [budget], samples=samples, do_sample=True, temperature=temperature,
+        df = evaluate_model(model, tok, rows, budgets, samples=samples, do_sample=True, temperature=temperature,
                             max_summary=max_summary, budget_tag="self" if self_budget else None, progress=False)
-    out = {"probe_reward": float(df["correct"].mean()), "probe_thinking": float(df["n_thinking"].mean()),
-           "probe_closed": float(df["closed"].mean())}
+    by_budget = df.groupby("budget")["correct"].mean()
+    first = df[df["budget"] == by_budget.index.max()]  # one row per answer
+    out = {"probe_reward": float(by_budget.iloc[-1]), "probe_anytime": anytime_score(by_budget.to_dict()),
+           "probe_thinking": float(first["n_thinking"].mean()), "probe_closed": float(first["closed"].mean())}
     if self_budget:
-        out["probe_declared"] = float(df["declared"].astype(float).mean())
+        out["probe_declared"] = float(first["declared"].astype(float).mean())
         out["probe_declared_rho"] = declared_tracking(df)["spearman_with_level"]
     return out

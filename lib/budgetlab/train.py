@@ -286,7 +286,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     def run_probe(done: int) -> None:  # the policy after `done` steps, on the fixed rows
         if sampler is not None:
             sampler.sync()
-        probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets[-1],
+        probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets,
                                               cfg.max_summary, samples=cfg.probe_samples, temperature=cfg.temperature,
                                               seed=cfg.seed, self_budget=cfg.method == "selfbudgeter")})
         write_metrics(out_dir / "probe.csv", probes)
