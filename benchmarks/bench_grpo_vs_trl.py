@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from budgetlab.data import make_synthetic
     from budgetlab.models import load_tokenizer
+    from budgetlab.synthetic import make_synthetic
     from budgetlab.truncation import Markers
 
     torch.set_num_threads(args.threads)
