@@ -24,10 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from budgetlab.budgets import budget_grid  # noqa: E402
-from budgetlab.data import make_synthetic  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
 from budgetlab.prompts import encode_prompt  # noqa: E402
 from budgetlab.rollout import HFRollout, left_pad  # noqa: E402
+from budgetlab.synthetic import make_synthetic  # noqa: E402
 
 
 def plain_pass(model, tok, prompts, max_new: int) -> float:

@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def num_layers_of(model_name: str) -> int:
     from transformers import AutoConfig
 
-    from budgetlab.models import resolve_model_path
+    from budgetlab.model_files import resolve_model_path
 
     return AutoConfig.from_pretrained(resolve_model_path(model_name)).get_text_config().num_hidden_layers
 
@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from budgetlab.data import make_synthetic
-    from budgetlab.models import load_tokenizer
+    from budgetlab.model_files import load_tokenizer
+    from budgetlab.synthetic import make_synthetic
     from budgetlab.truncation import Markers
 
     torch.set_num_threads(args.threads)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from budgetlab.anytime import evaluate_model, majority_vote, self_consistency
-from budgetlab.data import make_synthetic
 from budgetlab.evaluate import curve_table, summarize
 from budgetlab.models import load_model
+from budgetlab.synthetic import make_synthetic
 
 
 def test_majority_vote_ignores_missing_answers_and_breaks_ties_by_first_seen():

@@ -7,7 +7,7 @@ import torch
 
 from budgetlab.advantages import brpo_advantages, summary_advantages
 from budgetlab.methods import Step, brpo, completion_seq, get_method, grpo, ibpo
-from budgetlab.rollout import Summary, Trace
+from budgetlab.traces import Summary, Trace
 from budgetlab.truncation import Markers, cut_point
 
 M = Markers(end_ids=[90, 91], cut_ids=[80, 90, 91], cue_ids=[70])

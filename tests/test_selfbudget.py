@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from budgetlab.data import make_synthetic
 from budgetlab.models import load_model
 from budgetlab.selfbudget import budget_labels, budget_sft_examples, pick_label
+from budgetlab.synthetic import make_synthetic
 from budgetlab.truncation import parse_budget_tag
 
 

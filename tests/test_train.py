@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from budgetlab.data import make_synthetic
 from budgetlab.models import load_model
 from budgetlab.prompts import sft_example
+from budgetlab.synthetic import make_synthetic
 from budgetlab.train import RLConfig, SFTConfig, sft, train_rl
 
 ROWS = make_synthetic(24, levels=(1, 2), seed=0)

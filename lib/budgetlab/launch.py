@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import Accelerator
 
-    from budgetlab.data import make_synthetic
     from budgetlab.models import load_model
+    from budgetlab.synthetic import make_synthetic
     from budgetlab.train import RLConfig, train_rl
 
     cfg = RLConfig(method=args.method, steps=args.steps, prompts_per_step=args.prompts,

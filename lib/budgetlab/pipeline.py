@@ -62,7 +62,7 @@ OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_EN
 def validate_params(p: dict) -> None:
     """Cheap checks of everything a stage would otherwise discover late."""
     from budgetlab.budgets import prior_weights, validate_budgets
-    from budgetlab.data import SOURCES, looks_like_hub_id
+    from budgetlab.loaders import SOURCES, looks_like_hub_id
     from budgetlab.methods import METHODS
 
     methods = p.get("METHODS", [])

@@ -1,49 +1,21 @@
-"""Generation backends: sample thinking once up to the largest budget, then forced summaries at every budget.
+"""HF generation backend: sample thinking once up to the largest budget, then forced summaries at every budget.
 
-One interface, two backends. `HFRollout` (transformers, CPU or CUDA) reuses the prompt+thinking KV
-cache for every budget: each distinct cut becomes a row whose thinking past the cut is masked out, the
-inserted markers are appended, and the summaries of all budgets decode in one batched call (SPEC §6, §8). `VLLMRollout` (optional `gpu` extra) does the same through
-vLLM's prefix caching; it is written against vLLM's documented API and was not run here (README).
-
-Token bookkeeping is explicit so training never touches inserted tokens: a `Trace` keeps the prompt,
-the sampled thinking and whether the model closed it; a `Summary` keeps the cut it was written at and
-its own token ids. Prompts and thinking are token ids; text is decoded only for grading and reading.
+`HFRollout` (CPU or CUDA) reuses the prompt+thinking KV cache for every budget: each distinct cut
+becomes a row whose thinking past the cut is masked out, the inserted markers are appended, and the
+summaries of all budgets decode in one batched call (SPEC §6, §8). Prompts and thinking are token ids
+and text is decoded only for grading and reading; the results are traces.py's `Trace` and `Summary`.
+vllm_rollout.py offers the same interface on vLLM.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from budgetlab.sampling import InverseCDFSampling
+from budgetlab.traces import Summary, Trace
 from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point, split_thinking
-
-
-@dataclass
-class Summary:
-    """A forced summary written after the thinking was cut to `kept` tokens (`truncated`: a marker was inserted)."""
-
-    kept: int
-    truncated: bool
-    ids: list[int]  # generated summary tokens, EOS included when the model wrote it
-    text: str = ""  # the graded response: kept thinking + markers + cue + summary
-
-
-@dataclass
-class Trace:
-    """One sampled thinking trace and its summaries, `summaries[budget_index][a]`."""
-
-    prompt_ids: list[int]  # everything before the thinking, never trained except `trained_prefix`
-    thinking_ids: list[int]  # sampled thinking tokens, at most the largest budget, without </think>
-    closed: bool  # the model wrote </think> within the largest budget
-    trained_prefix: tuple[int, int] = (0, 0)  # [start, end) of prompt_ids the model generated (a budget tag)
-    summaries: list[list[Summary]] = field(default_factory=list)
-
-    @property
-    def n_thinking(self) -> int:
-        return len(self.thinking_ids)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,79 +208,3 @@ class HFRollout:
                     if not s.text:
                         inserted = (m.cut_ids if s.truncated else m.end_ids) + m.cue_ids
                         s.text = self.tok.decode(t.thinking_ids[: s.kept] + inserted + s.ids, skip_special_tokens=True)
-
-
-class VLLMRollout:
-    """The same interface on vLLM (optional `gpu` extra): LoRA requests, prefix caching.
-
-    Written against vLLM's documented API (`LLM`, `SamplingParams`, `LoRARequest`, token prompts);
-    vLLM cannot be installed on the machines this was built on, so this path was not executed here.
-    """
-
-    def __init__(self, model_path: str, tokenizer, *, lora_path: str | None = None, temperature: float = 1.0,
-                 top_p: float = 1.0, gpu_memory_utilization: float = 0.85, max_model_len: int = 4096):
-        from vllm import LLM  # imported lazily: only the gpu extra has it
-
-        self.tok = tokenizer
-        self.markers = Markers.from_tokenizer(tokenizer)
-        self.temperature, self.top_p = temperature, top_p
-        self.llm = LLM(model=model_path, enable_prefix_caching=True, enable_lora=lora_path is not None,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
-        self.lora_path = lora_path
-        self._lora_version = 0
-
-    def set_adapter(self, lora_path: str) -> None:
-        """Serve a newly saved adapter as a fresh LoRA request (no weight merging, SPEC §12)."""
-        self.lora_path, self._lora_version = lora_path, self._lora_version + 1
-
-    def _lora(self):
-        if self.lora_path is None:
-            return None
-        from vllm.lora.request import LoRARequest
-
-        return LoRARequest(f"adapter-{self._lora_version}", self._lora_version + 1, self.lora_path)
-
-    def _params(self, max_tokens: int, n: int, do_sample: bool, stop: list[str] | None = None):
-        from vllm import SamplingParams
-
-        return SamplingParams(n=n, max_tokens=max_tokens, temperature=self.temperature if do_sample else 0.0,
-                              top_p=self.top_p if do_sample else 1.0, stop=stop or None)
-
-    def _run(self, prompt_rows, params):
-        from vllm.inputs import TokensPrompt
-
-        prompts = [TokensPrompt(prompt_token_ids=list(r)) for r in prompt_rows]
-        return self.llm.generate(prompts, params, lora_request=self._lora(), use_tqdm=False)
-
-    def sample_prefix(self, prompts, max_new: int, stop: str, do_sample: bool = True) -> list[list[int]]:
-        outs = self._run(prompts, self._params(max_new, 1, do_sample, [stop]))
-        return [list(o.outputs[0].token_ids) for o in outs]
-
-    def rollout(self, prompts, budgets, *, n_summaries: int = 1, max_summary: int = 32, do_sample: bool = True,
-                trained_prefix=None) -> list[Trace]:
-        b_max = budgets[-1]
-        outs = self._run(prompts, self._params(b_max + len(self.markers.end_ids), 1, do_sample, [THINK_END]))
-        traces = []
-        for i, o in enumerate(outs):
-            c = o.outputs[0]
-            thinking = list(c.token_ids)
-            closed = c.finish_reason == "stop" and c.stop_reason == THINK_END
-            if len(thinking) > b_max:
-                thinking, closed = thinking[:b_max], False
-            span = tuple(trained_prefix[i]) if trained_prefix else (0, 0)
-            traces.append(Trace(list(prompts[i]), thinking, closed, span, [[None] * n_summaries for _ in budgets]))
-        # One request per distinct (trace, cut); prefix caching shares the prompt+thinking blocks.
-        keys, rows = [], []
-        for ti, t in enumerate(traces):
-            for b in budgets:
-                key = (ti, cut_point(t.n_thinking, t.closed, b))
-                if key not in keys:
-                    keys.append(key)
-                    rows.append(build_summary_prompt(t.prompt_ids, t.thinking_ids, t.closed, b, self.markers)[0])
-        outs = self._run(rows, self._params(max_summary, n_summaries, do_sample))
-        done = {k: [Summary(k[1][0], k[1][1], list(c.token_ids)) for c in o.outputs] for k, o in zip(keys, outs)}
-        for ti, t in enumerate(traces):
-            for j, b in enumerate(budgets):
-                t.summaries[j] = done[(ti, cut_point(t.n_thinking, t.closed, b))]
-        HFRollout._fill_text(self, traces)  # same decoding; only uses self.tok and self.markers
-        return traces

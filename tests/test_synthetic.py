@@ -1,0 +1,74 @@
+"""Tests for budgetlab.synthetic: the synthetic graded task."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from budgetlab.synthetic import make_synthetic
+
+
+def _evaluate(question: str) -> int:
+    """Left-to-right + / - evaluation written independently of the generator."""
+    tokens = question.removeprefix("Compute ").split()
+    total = int(tokens[0])
+    for op, operand in zip(tokens[1::2], tokens[2::2]):
+        total = total + int(operand) if op == "+" else total - int(operand)
+    return total
+
+
+# --- synthetic task -----------------------------------------------------------------------
+
+def test_make_synthetic_is_deterministic_by_seed():
+    assert make_synthetic(60, seed=3) == make_synthetic(60, seed=3)
+    assert make_synthetic(60, seed=3) != make_synthetic(60, seed=4)
+
+
+def test_make_synthetic_balances_levels_within_one():
+    counts = Counter(r["level"] for r in make_synthetic(63, seed=0))
+    # 63 = 6 * 10 + 3: three levels get 11, three get 10
+    assert sorted(counts) == [1, 2, 3, 4, 5, 6]
+    assert sorted(counts.values()) == [10, 10, 10, 11, 11, 11]
+
+
+def test_make_synthetic_answers_equal_the_independently_evaluated_expression():
+    for row in make_synthetic(300, seed=1):
+        assert row["answer"] == str(_evaluate(row["question"]))
+
+
+def test_make_synthetic_solution_has_one_step_per_level_chained_on_the_previous_result():
+    for row in make_synthetic(120, seed=2):
+        steps = re.findall(r"(\d+)([+-])(\d+)=(\d+)\.", row["solution"])
+        assert len(steps) == row["level"] == (len(row["question"].split()) - 2) // 2
+        for (a, op, b, c), nxt in zip(steps, steps[1:] + [(row["answer"],)]):
+            assert int(c) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+            assert nxt[0] == c  # the next step starts from this result
+
+
+def test_make_synthetic_keeps_partial_results_small_and_non_negative():
+    for row in make_synthetic(200, seed=5):
+        results = [int(c) for c in re.findall(r"=(\d+)\.", row["solution"])]
+        assert all(0 <= v <= 50 for v in results)
+
+
+def test_make_synthetic_honours_requested_levels_and_distinct_questions():
+    rows = make_synthetic(40, levels=(2, 5), seed=0)
+    assert {r["level"] for r in rows} == {2, 5}
+    assert len({r["question"] for r in rows}) == 40
+
+
+def test_make_synthetic_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="n=0"):
+        make_synthetic(0)
+    with pytest.raises(ValueError, match="levels="):
+        make_synthetic(10, levels=(0, 1))
+    with pytest.raises(ValueError, match="levels="):
+        make_synthetic(10, levels=())
+
+
+def test_make_synthetic_refuses_more_distinct_problems_than_exist():
+    # with operands 1..2 and results <= 2, level 1 has few distinct questions (1+1, 2-1, ...)
+    with pytest.raises(ValueError, match="distinct level-1"):
+        make_synthetic(50, levels=(1,), max_operand=2, max_result=2)
