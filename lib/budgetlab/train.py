@@ -1,4 +1,4 @@
-"""The training loops: supervised warm start (SFT) and RL, readable top to bottom.
+"""The RL loop, readable top to bottom (the supervised warm start is `budgetlab.sft`).
 
 RL step, in stages: sample -> score -> advantages -> update -> log -> checkpoint. Every step seeds
 its own randomness from (seed, step), so a run resumed from a checkpoint samples exactly what the
@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from budgetlab.budgets import prior_weights, validate_budgets
 from budgetlab.checkpoint import checkpoint_state, latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 from budgetlab.config import check_choice, check_range
 from budgetlab.inference import generation_copy
+from budgetlab.loop import autocast, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx
@@ -28,87 +28,6 @@ from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import budget_tag_prompts, selfbudgeter_rewards
 from budgetlab.truncation import Markers
-
-
-def step_seed(seed: int, step: int) -> int:
-    """A per-step seed, so any step can be replayed without the RNG history before it."""
-    return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
-
-
-def autocast(enabled: bool, device: torch.device):
-    """bf16 autocast for the training forward/backward (on CPU it needs AVX512-BF16 to pay off, SPEC §4)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, leave=True)
-
-
-# ----------------------------------------------------------------------------------------------- SFT
-
-
-@dataclass
-class SFTConfig:
-    steps: int = 60  # optimizer steps
-    batch_size: int = 16  # examples per step
-    lr: float = 2e-4
-    micro_batch: int = 16  # examples per forward/backward (memory bound)
-    bf16: bool = True  # bf16 autocast for forward/backward
-    seed: int = 0
-    checkpoint_every: int = 20
-
-
-def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str | Path, *, resume: bool = False,
-        progress: bool = True) -> list[dict]:
-    """Supervised fine-tuning of the trainable (LoRA) weights on `examples`; returns one metrics row per step."""
-    if not examples:
-        raise ValueError("sft got no examples; give at least one (prompt, target) pair.")
-    out_dir = Path(out_dir)
-    device = next(model.parameters()).device
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    rows, start = [], 0
-    if resume and (ck := latest_checkpoint(out_dir)) is not None:
-        start, rows = load_checkpoint(ck, model, opt)
-    model.train()
-    consistent = True
-    try:
-        for step in _progress(range(start, cfg.steps), progress, "sft"):
-            t0 = time.perf_counter()
-            rng = np.random.default_rng(step_seed(cfg.seed, step))
-            batch = [examples[i] for i in rng.choice(len(examples), size=min(cfg.batch_size, len(examples)),
-                                                     replace=False)]
-            opt.zero_grad(set_to_none=True)
-            consistent = False
-            total, n_tok = 0.0, 0
-            for mb in range(0, len(batch), cfg.micro_batch):
-                t = {k: v.to(device) for k, v in collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id).items()}
-                with autocast(cfg.bf16, device):
-                    logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"])
-                loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
-                loss.backward()
-                total += float(loss.detach())
-                n_tok += int(t["attention"].sum())
-            opt.step()
-            dt = time.perf_counter() - t0
-            rows.append({"step": step + 1, "loss": total, "step_seconds": dt, "tokens_per_s": n_tok / dt})
-            consistent = True
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                save_checkpoint(out_dir, model, opt, step + 1, rows)
-                write_metrics(out_dir / "metrics.csv", rows)
-    except KeyboardInterrupt:
-        if consistent:
-            save_checkpoint(out_dir, model, opt, len(rows), rows)
-            write_metrics(out_dir / "metrics.csv", rows)
-        raise
-    model.eval()
-    return rows
-
-
-# ------------------------------------------------------------------------------------------------ RL
 
 
 @dataclass
@@ -272,7 +191,6 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                          + (" whose id phase 1 labelled." if cfg.method == "selfbudgeter" else "."))
     out_dir = Path(out_dir)
     method = get_method(cfg.method)
-    device = next(model.parameters()).device
     markers = Markers.from_tokenizer(tok)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     metrics, probes, start = [], [], 0
@@ -299,7 +217,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     if fixed and start == 0 and not probes:
         run_probe(0)
     try:
-        for step in _progress(range(start, cfg.steps), progress, cfg.method):
+        for step in progress_bar(range(start, cfg.steps), progress, cfg.method):
             if max_steps is not None and step - start >= max_steps:
                 break
             t0 = time.perf_counter()

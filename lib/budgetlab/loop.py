@@ -1,0 +1,25 @@
+"""What the SFT and RL loops share: per-step seeds (so a resumed run replays any step), bf16 autocast for the
+training forward/backward, and the progress bar."""
+
+from __future__ import annotations
+
+import torch
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A per-step seed, so any step can be replayed without the RNG history before it."""
+    return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
+
+
+def autocast(enabled: bool, device: torch.device):
+    """bf16 autocast for the training forward/backward (on CPU it needs AVX512-BF16 to pay off, SPEC §4)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def progress_bar(iterable, enabled: bool, desc: str):
+    """iterable under a tqdm bar (notebook or terminal) when enabled, else as it is."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=True)
