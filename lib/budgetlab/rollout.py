@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 
 from budgetlab.sampling import InverseCDFSampling
-from budgetlab.traces import Summary, Trace
-from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point, split_thinking
+from budgetlab.traces import Summary, Trace, fill_text, find_thinking_end, until_eos
+from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,30 +28,6 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
             ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[i, width - len(r):] = 1
     return ids, mask
-
-
-def _until_eos(ids: Sequence[int], eos_id: int | None, keep_eos: bool) -> list[int]:
-    """The generated ids up to the first EOS (kept or dropped); the rest is padding."""
-    ids = list(ids)
-    if eos_id is not None and eos_id in ids:
-        k = ids.index(eos_id)
-        return ids[: k + 1] if keep_eos else ids[:k]
-    return ids
-
-
-def _find_thinking_end(ids: list[int], markers: Markers, tokenizer) -> tuple[list[int], bool]:
-    """Split generated ids at </think>; falls back to text search when BPE merged the marker with a neighbour."""
-    thinking, closed = split_thinking(ids, markers.end_ids)
-    if closed or tokenizer is None:
-        return thinking, closed
-    text = tokenizer.decode(ids)
-    pos = text.find(THINK_END)
-    if pos < 0:
-        return thinking, False
-    k = 0
-    while k < len(ids) and len(tokenizer.decode(ids[: k + 1])) <= pos:
-        k += 1
-    return ids[:k], True
 
 
 class HFRollout:
@@ -105,7 +81,7 @@ class HFRollout:
             chunk = prompts[start:start + self.batch_size]
             ids, mask = left_pad(chunk, self.pad_id)
             gen = self._generate(ids, mask, max_new, do_sample, stop=stop).sequences[:, ids.shape[1]:]
-            out += [_until_eos(row.tolist(), self.eos_id, keep_eos=False) for row in gen]
+            out += [until_eos(row.tolist(), self.eos_id, keep_eos=False) for row in gen]
         return out
 
     def rollout(self, prompts: Sequence[Sequence[int]], budgets: Sequence[int], *, n_summaries: int = 1,
@@ -126,7 +102,7 @@ class HFRollout:
         out = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=THINK_END)
         traces = []
         for i, row in enumerate(out.sequences[:, width:].tolist()):
-            thinking, closed = _find_thinking_end(_until_eos(row, self.eos_id, keep_eos=False), self.markers, self.tok)
+            thinking, closed = find_thinking_end(until_eos(row, self.eos_id, keep_eos=False), self.markers, self.tok)
             if len(thinking) > b_max:
                 thinking, closed = thinking[:b_max], False
             traces.append(Trace(prompts[i], thinking, closed, tuple(spans[i]),
@@ -135,7 +111,7 @@ class HFRollout:
             self._summaries_from_cache(traces, budgets, out, mask, n_summaries, max_summary, do_sample)
         else:
             self._summaries_from_scratch(traces, budgets, n_summaries, max_summary, do_sample)
-        self._fill_text(traces)
+        fill_text(traces, self.tok, self.markers)
         return traces
 
     def _summaries_from_cache(self, traces, budgets, out, prompt_mask, n_summaries, max_summary, do_sample):
@@ -175,7 +151,7 @@ class HFRollout:
             with self._summary_precision():
                 gen = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache).sequences[:, ids.shape[1]:]
             for k, (i, cut) in enumerate(part):
-                done[(i, cut)] = [Summary(cut[0], cut[1], _until_eos(gen[k * n_summaries + a].tolist(), self.eos_id,
+                done[(i, cut)] = [Summary(cut[0], cut[1], until_eos(gen[k * n_summaries + a].tolist(), self.eos_id,
                                                                      True)) for a in range(n_summaries)]
         for i, t in enumerate(traces):
             t.summaries = [done[(i, cut_point(t.n_thinking, t.closed, b))] for b in budgets]
@@ -194,17 +170,7 @@ class HFRollout:
                     results = [self._generate(ids, mask, max_summary, do_sample).sequences[:, ids.shape[1]:].tolist()
                                for _ in range(n_summaries)]
                 for k, i in enumerate(todo):
-                    done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], _until_eos(r[k], self.eos_id, True))
+                    done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], until_eos(r[k], self.eos_id, True))
                                         for r in results]
             for i, t in enumerate(traces):
                 t.summaries[j] = done[i][cuts[i]]
-
-    def _fill_text(self, traces: list[Trace]) -> None:
-        """Decode each distinct summary once into the text the rewards grade."""
-        m = self.markers
-        for t in traces:
-            for per_budget in t.summaries:
-                for s in per_budget:
-                    if not s.text:
-                        inserted = (m.cut_ids if s.truncated else m.end_ids) + m.cue_ids
-                        s.text = self.tok.decode(t.thinking_ids[: s.kept] + inserted + s.ids, skip_special_tokens=True)

@@ -9,6 +9,9 @@ backends (rollout.py, vllm_rollout.py) return them, and methods.py turns them in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
+
+from budgetlab.truncation import THINK_END, Markers, split_thinking
 
 
 @dataclass
@@ -34,3 +37,37 @@ class Trace:
     @property
     def n_thinking(self) -> int:
         return len(self.thinking_ids)
+
+
+def fill_text(traces: list[Trace], tok, markers: Markers) -> None:
+    """Decode each distinct summary once into the text the rewards grade: kept thinking + markers + cue + summary."""
+    for t in traces:
+        for per_budget in t.summaries:
+            for s in per_budget:
+                if not s.text:
+                    inserted = (markers.cut_ids if s.truncated else markers.end_ids) + markers.cue_ids
+                    s.text = tok.decode(t.thinking_ids[: s.kept] + inserted + s.ids, skip_special_tokens=True)
+
+
+def until_eos(ids: Sequence[int], eos_id: int | None, keep_eos: bool) -> list[int]:
+    """The generated ids up to the first EOS (kept or dropped); the rest is padding."""
+    ids = list(ids)
+    if eos_id is not None and eos_id in ids:
+        k = ids.index(eos_id)
+        return ids[: k + 1] if keep_eos else ids[:k]
+    return ids
+
+
+def find_thinking_end(ids: list[int], markers: Markers, tokenizer) -> tuple[list[int], bool]:
+    """Split generated ids at </think>; falls back to text search when BPE merged the marker with a neighbour."""
+    thinking, closed = split_thinking(ids, markers.end_ids)
+    if closed or tokenizer is None:
+        return thinking, closed
+    text = tokenizer.decode(ids)
+    pos = text.find(THINK_END)
+    if pos < 0:
+        return thinking, False
+    k = 0
+    while k < len(ids) and len(tokenizer.decode(ids[: k + 1])) <= pos:
+        k += 1
+    return ids[:k], True

@@ -8,8 +8,7 @@ was not executed here (see the class docstring and README).
 
 from __future__ import annotations
 
-from budgetlab.rollout import HFRollout
-from budgetlab.traces import Summary, Trace
+from budgetlab.traces import Summary, Trace, fill_text, find_thinking_end, until_eos
 from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point
 
 
@@ -22,7 +21,11 @@ class VLLMRollout:
 
     def __init__(self, model_path: str, tokenizer, *, lora_path: str | None = None, temperature: float = 1.0,
                  top_p: float = 1.0, gpu_memory_utilization: float = 0.85, max_model_len: int = 4096):
-        from vllm import LLM  # imported lazily: only the gpu extra has it
+        try:
+            from vllm import LLM  # imported lazily: only the gpu extra has it
+        except ImportError as e:
+            raise ImportError("VLLMRollout needs vLLM, which is not installed here; on a CUDA machine run "
+                              "`pip install -e '.[gpu]'`, or use budgetlab.rollout.HFRollout.") from e
 
         self.tok = tokenizer
         self.markers = Markers.from_tokenizer(tokenizer)
@@ -57,7 +60,7 @@ class VLLMRollout:
 
     def sample_prefix(self, prompts, max_new: int, stop: str, do_sample: bool = True) -> list[list[int]]:
         outs = self._run(prompts, self._params(max_new, 1, do_sample, [stop]))
-        return [list(o.outputs[0].token_ids) for o in outs]
+        return [until_eos(o.outputs[0].token_ids, self.tok.eos_token_id, keep_eos=False) for o in outs]
 
     def rollout(self, prompts, budgets, *, n_summaries: int = 1, max_summary: int = 32, do_sample: bool = True,
                 trained_prefix=None) -> list[Trace]:
@@ -66,8 +69,10 @@ class VLLMRollout:
         traces = []
         for i, o in enumerate(outs):
             c = o.outputs[0]
-            thinking = list(c.token_ids)
-            closed = c.finish_reason == "stop" and c.stop_reason == THINK_END
+            # The same bookkeeping as HFRollout: drop EOS, split at </think> whether or not vLLM kept its tokens.
+            thinking, found = find_thinking_end(until_eos(c.token_ids, self.tok.eos_token_id, keep_eos=False),
+                                                self.markers, self.tok)
+            closed = found or (c.finish_reason == "stop" and c.stop_reason == THINK_END)
             if len(thinking) > b_max:
                 thinking, closed = thinking[:b_max], False
             span = tuple(trained_prefix[i]) if trained_prefix else (0, 0)
@@ -81,9 +86,11 @@ class VLLMRollout:
                     keys.append(key)
                     rows.append(build_summary_prompt(t.prompt_ids, t.thinking_ids, t.closed, b, self.markers)[0])
         outs = self._run(rows, self._params(max_summary, n_summaries, do_sample))
-        done = {k: [Summary(k[1][0], k[1][1], list(c.token_ids)) for c in o.outputs] for k, o in zip(keys, outs)}
+        eos = self.tok.eos_token_id
+        done = {k: [Summary(k[1][0], k[1][1], until_eos(c.token_ids, eos, keep_eos=True)) for c in o.outputs]
+                for k, o in zip(keys, outs)}
         for ti, t in enumerate(traces):
             for j, b in enumerate(budgets):
                 t.summaries[j] = done[(ti, cut_point(t.n_thinking, t.closed, b))]
-        HFRollout._fill_text(self, traces)  # same decoding; only uses self.tok and self.markers
+        fill_text(traces, self.tok, self.markers)
         return traces
