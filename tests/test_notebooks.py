@@ -83,3 +83,23 @@ def test_the_can_it_fit_check_trains_on_a_few_problems_and_probes_them(smoke_run
     assert done.value.code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["problems"] == 2 and [p["step"] for p in result["probe"]] == [0, 1, 2]
+
+
+def test_the_frozen_baseline_scores_the_warm_start_on_each_steps_prompts_and_subtracts_it(smoke_run, capsys,
+                                                                                          monkeypatch):
+    import runpy
+    import sys
+
+    import pandas as pd
+
+    monkeypatch.setattr(sys, "argv", ["frozen_baseline.py", str(smoke_run), "--samples", "2"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(pipeline.PROJECT_ROOT / "scripts" / "frozen_baseline.py"), run_name="__main__")
+    assert done.value.code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(m["method"] for m in result["methods"]) == ["brpo", "drgrpo", "grpo", "ibpo"]  # not selfbudgeter
+    frozen = pd.read_csv(smoke_run / "rl" / "frozen_baseline.csv")
+    grpo = pd.read_csv(smoke_run / "rl" / "grpo" / "metrics.csv")
+    assert list(frozen["step"]) == list(grpo["step"]) == [1, 2]
+    first = next(m for m in result["methods"] if m["method"] == "grpo")
+    assert first["gain_first_half"] == pytest.approx(grpo["reward"][0] - frozen["frozen_reward"][0])

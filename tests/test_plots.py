@@ -31,3 +31,11 @@ def test_probe_curves_show_the_anytime_score_next_to_the_reward_when_the_probe_h
     titles = [ax.get_title() for ax in plots.probe_curves(df).axes]
     assert titles == ["probe reward at the largest budget", "probe anytime score (training budgets)",
                       "probe thinking length"]
+
+
+def test_reward_gain_curves_draw_the_frozen_baseline_once_and_a_zero_line_under_the_gain():
+    df = pd.DataFrame([{"method": m, "step": s, "reward": 0.2 + d * s, "frozen_reward": 0.2, "gain": d * s}
+                       for m, d in (("grpo", 0.01), ("brpo", 0.0)) for s in range(1, 6)])
+    left, right = plots.reward_gain_curves(df, smooth=2).axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["brpo", "grpo", "frozen warm start"]
+    assert list(right.lines[-1].get_ydata()) == [0, 0]  # the zero line

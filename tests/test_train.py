@@ -119,3 +119,12 @@ def test_qlora_model_takes_an_rl_step_on_cpu(tmp_path):
 def test_bad_rl_config_fails_before_any_model_work(bad, message):
     with pytest.raises(ValueError, match=message):
         rl_cfg(**bad).validate()
+
+
+def test_step_prompts_depend_only_on_seed_and_step_and_never_repeat_within_a_step():
+    from budgetlab.train import step_prompts
+
+    a = [r["id"] for r in step_prompts(ROWS, 4, seed=0, step=3)]
+    assert a == [r["id"] for r in step_prompts(ROWS, 4, seed=0, step=3)] and len(set(a)) == 4
+    assert a != [r["id"] for r in step_prompts(ROWS, 4, seed=0, step=4)]
+    assert len(step_prompts(ROWS[:3], 4, seed=0, step=0)) == 3

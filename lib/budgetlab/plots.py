@@ -91,6 +91,25 @@ def probe_curves(probes: pd.DataFrame):
     return fig
 
 
+def reward_gain_curves(df: pd.DataFrame, smooth: int = 10):
+    """df: method, step, reward, frozen_reward, gain -> trailing means (over `smooth` steps) of each method's
+    per-step reward beside the frozen warm start's on the same prompts, and of their difference (the gain)."""
+    df = df.sort_values(["method", "step"])
+    roll = df.groupby("method")[["reward", "frozen_reward", "gain"]].transform(
+        lambda s: s.rolling(smooth, min_periods=1).mean())
+    trend = df[["method", "step"]].join(roll)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.lineplot(data=trend, x="step", y="reward", hue="method", ax=axes[0])
+    frozen = trend.drop_duplicates("step")  # the same prompts, hence the same frozen reward, for every method
+    axes[0].plot(frozen["step"], frozen["frozen_reward"], "k--", label="frozen warm start")
+    axes[0].legend(fontsize=8)
+    axes[0].set(title=f"per-step reward (trailing mean of {smooth})", xlabel="RL step", ylabel="mean correctness")
+    sns.lineplot(data=trend, x="step", y="gain", hue="method", ax=axes[1], legend=False)
+    axes[1].axhline(0, color="k", linewidth=0.8)
+    axes[1].set(title="gain over the frozen warm start, same prompts", xlabel="RL step", ylabel="reward difference")
+    return fig
+
+
 def loss_curve(metrics: pd.DataFrame, title: str = "SFT loss"):
     """metrics: step, loss (and optionally stage) -> loss over steps."""
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -105,6 +105,13 @@ def score(traces, rows, generations: int) -> torch.Tensor:
     return r
 
 
+def step_prompts(rows: list[dict], n: int, seed: int, step: int, rank: int = 0) -> list[dict]:
+    """The n rows RL step `step` (0-based) trains on: drawn without replacement from (seed, step, rank) alone, so
+    every method, a resumed run and an outside check (scripts/frozen_baseline.py) see the same prompts."""
+    rng = np.random.default_rng([step_seed(seed, step), rank])
+    return [rows[i] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
+
+
 def average_gradients(model, accelerator) -> None:
     """Data parallel: every process ends the backward pass with the mean gradient over processes (as DDP does)."""
     for p in model.parameters():
@@ -222,8 +229,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                 break
             t0 = time.perf_counter()
             torch.manual_seed(step_seed(cfg.seed, step) + rank)
-            rng = np.random.default_rng([step_seed(cfg.seed, step), rank])
-            batch = [rows[i] for i in rng.choice(len(rows), size=min(cfg.prompts_per_step, len(rows)), replace=False)]
+            batch = step_prompts(rows, cfg.prompts_per_step, cfg.seed, step, rank)
             # 1. sample: G thinking traces per prompt, summaries at every budget from one thinking pass
             model.eval()
             if sampler is not None:
