@@ -120,6 +120,7 @@ def compare(runs: dict[str, pd.DataFrame], frozen: pd.DataFrame, out: str | None
     table = pd.DataFrame(table)
     print(table.round(3).to_string(index=False))
     if out:
+        plots.setup_style()
         plots.save(plots.reward_gain_curves(pd.concat(rows, ignore_index=True)), Path(out).parent, Path(out).stem)
     print(json.dumps({"steps": len(frozen), "samples": samples, "methods": table.to_dict("records")}))
     return 0

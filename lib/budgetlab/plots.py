@@ -107,6 +107,7 @@ def reward_gain_curves(df: pd.DataFrame, smooth: int = 10):
     sns.lineplot(data=trend, x="step", y="gain", hue="method", ax=axes[1], legend=False)
     axes[1].axhline(0, color="k", linewidth=0.8)
     axes[1].set(title="gain over the frozen warm start, same prompts", xlabel="RL step", ylabel="reward difference")
+    fig.tight_layout()
     return fig
 
 
