@@ -3,7 +3,8 @@
 Token bookkeeping is explicit so training never touches inserted tokens: a `Trace` keeps the prompt,
 the sampled thinking, whether the model closed it and its summaries per budget; a `Summary` keeps the
 cut it was written at and its own token ids, plus the graded text, decoded once. Both generation
-backends (rollout.py, vllm_rollout.py) return them, and methods.py turns them into training sequences.
+backends (rollout.py, vllm_rollout.py) build them with the helpers below (EOS, where thinking ends, the
+graded text), so both read raw generations the same way; methods.py turns them into training sequences.
 """
 
 from __future__ import annotations
