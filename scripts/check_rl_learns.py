@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pandas as pd  # noqa: E402
 
 from budgetlab.data import read_split  # noqa: E402
-from budgetlab.models import load_model  # noqa: E402
+from budgetlab.models import load_run_adapter, run_adapter_dir  # noqa: E402
 from budgetlab.pipeline import load_params  # noqa: E402
 from budgetlab.probe import probe_rows  # noqa: E402
 from budgetlab.train import RLConfig, train_rl  # noqa: E402
@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     run = Path(args.run_dir)
-    start = run / "adapters" / "warmstart"
-    if not start.exists():
-        print(f"{start} is missing: give a run folder whose 01_budget_sft stage finished.", file=sys.stderr)
+    try:
+        run_adapter_dir(run)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     params = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else load_params("default")
     train_rows, _ = read_split(run)
@@ -52,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RLConfig(method=args.method, steps=args.steps, prompts_per_step=min(4, len(rows)), generations=4,
                    budgets=list(params["TRAIN_BUDGETS"]), max_summary=int(params["MAX_SUMMARY"]), lr=args.lr,
                    probe_every=args.probe_every, probe_size=len(rows), probe_samples=8, seed=args.seed).validate()
-    model, tok = load_model(str(params["MODEL"]), adapter=params.get("ADAPTER", "lora"), lora_r=int(params["LORA_R"]),
-                            lora_layers=params.get("LORA_LAYERS"), adapter_path=str(start))
+    model, tok = load_run_adapter(run, params)
     with tempfile.TemporaryDirectory() as out:
         train_rl(model, tok, rows, cfg, out)
         probes = pd.read_csv(Path(out) / "probe.csv")

@@ -31,7 +31,7 @@ from budgetlab import plots  # noqa: E402
 from budgetlab.anytime import evaluate_model  # noqa: E402
 from budgetlab.data import read_split  # noqa: E402
 from budgetlab.inference import generation_copy  # noqa: E402
-from budgetlab.models import load_model  # noqa: E402
+from budgetlab.models import load_run_adapter, run_adapter_dir  # noqa: E402
 from budgetlab.train import step_prompts  # noqa: E402
 
 
@@ -48,13 +48,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="read RUN_DIR/rl/frozen_baseline.csv from an earlier call instead of sampling again")
     args = ap.parse_args(argv)
     run = Path(args.run_dir)
-    start = run / "adapters" / "warmstart"
-    if not start.exists():
-        print(f"{start} is missing: give a run folder whose 01_budget_sft stage finished.", file=sys.stderr)
-        return 2
     if args.samples < 1:
         print(f"--samples={args.samples} must be a positive integer.", file=sys.stderr)
         return 2
+    if not args.reuse:
+        try:
+            run_adapter_dir(run)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 2
     specs = args.metrics if args.metrics is not None else [
         f"{p.parent.name}={p}" for p in sorted((run / "rl").glob("*/metrics.csv")) if p.parent.name != "selfbudgeter"]
     runs = {}
@@ -91,8 +93,7 @@ def sample_frozen(run: Path, params: dict, steps: int, samples: int, seed: int) 
                 for s in range(steps)]
     unique = list({r["id"]: r for batch in per_step for r in batch}.values())
 
-    model, tok = load_model(str(params["MODEL"]), adapter=params.get("ADAPTER", "lora"), lora_r=int(params["LORA_R"]),
-                            lora_layers=params.get("LORA_LAYERS"), adapter_path=str(run / "adapters" / "warmstart"))
+    model, tok = load_run_adapter(run, params)
     sampler = generation_copy(model, "bfloat16")  # sample as the RL loop does
     torch.manual_seed(seed)
     df = evaluate_model(sampler.model if sampler else model, tok, unique, [int(params["TRAIN_BUDGETS"][-1])],

@@ -187,3 +187,15 @@ def test_the_output_head_gets_contiguous_input_and_the_same_logits():
         full = model(input_ids=ids).logits
     assert seen == [True, True]
     torch.testing.assert_close(last[:, -1], full[:, -1])
+
+
+def test_a_run_folder_without_the_adapter_fails_in_one_sentence_naming_the_folder(tmp_path):
+    from budgetlab.models import run_adapter_dir
+
+    with pytest.raises(ValueError, match=r"adapters/warmstart is missing: .*01_budget_sft"):
+        run_adapter_dir(tmp_path)
+    (tmp_path / "adapters" / "warmstart").mkdir(parents=True)  # an empty folder is a killed save, not an adapter
+    with pytest.raises(ValueError, match="is missing"):
+        run_adapter_dir(tmp_path)
+    (tmp_path / "adapters" / "warmstart" / "adapter_config.json").write_text("{}")
+    assert run_adapter_dir(tmp_path) == tmp_path / "adapters" / "warmstart"

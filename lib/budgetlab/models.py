@@ -132,6 +132,21 @@ def save_adapter(model, path: str | os.PathLike) -> Path:
     return atomic_dir(Path(path), lambda tmp: model.save_pretrained(tmp))
 
 
+def run_adapter_dir(run_dir: str | os.PathLike, name: str = "warmstart") -> Path:
+    """RUN_DIR/adapters/<name>, or ValueError in one sentence when that stage has not saved it."""
+    path = Path(run_dir) / "adapters" / name
+    if not ((path / "adapter_config.json").exists() or (path / "config.json").exists()):  # LoRA, or a full model
+        raise ValueError(f"{path} is missing: give a run folder whose stage saving the {name!r} adapter finished "
+                         f"(01_budget_sft for the warm start).")
+    return path
+
+
+def load_run_adapter(run_dir: str | os.PathLike, params: dict, name: str = "warmstart"):
+    """(model, tokenizer): the run's model (params MODEL, ADAPTER, LORA_R, LORA_LAYERS) with its `name` adapter."""
+    return load_model(str(params["MODEL"]), adapter=params.get("ADAPTER", "lora"), lora_r=int(params["LORA_R"]),
+                      lora_layers=params.get("LORA_LAYERS"), adapter_path=str(run_adapter_dir(run_dir, name)))
+
+
 def count_trainable(model) -> tuple[int, int]:
     """(trainable, total) parameter counts; 4-bit weights count their unpacked size."""
     trainable = total = 0
