@@ -79,7 +79,7 @@ def load_model(name: str = "default", *, adapter: str = "none", lora_r: int = 16
     if adapter_path is not None:
         if adapter == "none":
             raise ValueError(f"adapter_path={adapter_path!r} needs adapter='lora' or 'qlora', not 'none'.")
-        if not (Path(adapter_path) / "adapter_config.json").is_file():
+        if not is_saved_adapter(adapter_path):
             raise ValueError(f"adapter_path={adapter_path!r} holds no saved adapter (adapter_config.json).")
     dev = _pick_device(device)
     path = resolve_model_path(name)
@@ -132,10 +132,15 @@ def save_adapter(model, path: str | os.PathLike) -> Path:
     return atomic_dir(Path(path), lambda tmp: model.save_pretrained(tmp))
 
 
+def is_saved_adapter(path: str | os.PathLike) -> bool:
+    """Whether path holds a saved PEFT adapter (its adapter_config.json; `save_adapter` writes the folder atomically)."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def run_adapter_dir(run_dir: str | os.PathLike, name: str = "warmstart") -> Path:
     """RUN_DIR/adapters/<name>, or ValueError in one sentence when that stage has not saved it."""
     path = Path(run_dir) / "adapters" / name
-    if not ((path / "adapter_config.json").exists() or (path / "config.json").exists()):  # LoRA, or a full model
+    if not is_saved_adapter(path):
         raise ValueError(f"{path} is missing: give a run folder whose stage saving the {name!r} adapter finished "
                          f"(01_budget_sft for the warm start).")
     return path
