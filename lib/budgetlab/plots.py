@@ -85,7 +85,6 @@ def probe_curves(probes: pd.DataFrame):
         sns.lineplot(data=data, x="step", y=col, hue="method", palette=palette, hue_order=methods, marker="o", ax=ax,
                      legend=ax is axes[0])
         ax.set(title=title, xlabel="RL steps done", ylabel=ylabel)
-    for ax, (col, _, _) in zip(axes, panels):
         if col in ("probe_reward", "probe_anytime"):
             ax.set(ylim=(-0.02, 1.02))
     return fig
