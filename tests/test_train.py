@@ -95,7 +95,7 @@ def test_a_half_written_checkpoint_is_never_picked_up(tmp_path):
     model, tok = tiny()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     save_checkpoint(tmp_path, model, opt, 2, [{"step": 1}, {"step": 2}])
-    (tmp_path / "checkpoints" / ".tmp_step_000004_123").mkdir()  # a kill during the next save
+    (tmp_path / "checkpoints" / ".step_000004.k1ll3d.tmp").mkdir()  # a kill during the next save (atomic_dir)
     assert latest_checkpoint(tmp_path).name == "step_000002"
     step, rows = load_checkpoint(latest_checkpoint(tmp_path), model, opt)
     assert step == 2 and len(rows) == 2

@@ -9,13 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from budgetlab.config import atomic_write_text
+from budgetlab.config import atomic_dir, atomic_write_text
 
 
 def _trainable_state(model) -> dict[str, torch.Tensor]:
@@ -27,16 +26,12 @@ def save_checkpoint(out_dir: str | Path, model, opt, step: int, rows: list[dict]
     """Write checkpoints/step_{step:06d} atomically (trainable weights, optimizer, rows); keep the newest `keep`."""
     root = Path(out_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(_trainable_state(model), tmp / "trainable.pt")
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "rows": rows, **(extra or {})}, default=str))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    def build(tmp: Path) -> None:
+        torch.save(_trainable_state(model), tmp / "trainable.pt")
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "rows": rows, **(extra or {})}, default=str))
+
+    final = atomic_dir(root / f"step_{step:06d}", build)  # a kill mid-write leaves only a hidden temp folder
     for old in sorted(root.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
