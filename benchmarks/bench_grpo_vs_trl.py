@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-trl", action="store_true", help="skip TRL (only BRPO vs GRPO)")
+    p.add_argument("--no-fp32", action="store_true", help="skip our GRPO run with fp32 rollouts")
     p.add_argument("--profile", action="store_true", help="cProfile one of our GRPO steps, print the top 15")
     args = p.parse_args(argv)
     for name in ("steps", "rounds", "prompts", "generations", "max_tokens", "summary_tokens", "brpo_budgets",
@@ -315,6 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
         order = ["ours", "ours_fp32", "trl", "brpo"] if rnd % 2 == 0 else ["brpo", "trl", "ours_fp32", "ours"]
         if args.no_trl:
             order.remove("trl")
+        if args.no_fp32:
+            order.remove("ours_fp32")
         for name in order:
             seed = args.seed + rnd
             t0 = time.perf_counter()
