@@ -376,6 +376,16 @@ def test_selfbudgeter_reward_uses_the_given_penalties_and_weight():
     assert selfbudgeter_reward(GOOD, "9", None, 10, math.inf, 1.0, format_penalty=-7.0) == -7.0
 
 
+def test_selfbudgeter_length_term_only_for_correct_answers_when_asked():
+    # on budget: correct 1 + 0.5, wrong 0 + 0.5 by default; with length_when_wrong=False the wrong answer earns 0
+    assert selfbudgeter_reward(BUDGETED, "9", 100, 100, math.inf, 1.0, length_when_wrong=False) == pytest.approx(1.5)
+    assert selfbudgeter_reward(BUDGETED, "8", 100, 100, math.inf, 1.0) == pytest.approx(0.5)
+    parts = selfbudgeter_reward_parts(BUDGETED, "8", 100, 100, math.inf, 1.0, length_when_wrong=False)
+    assert parts == pytest.approx(_sb(0.0, 1.0, 0.0, 0.0, 0.0))
+    # the other branches do not change
+    assert selfbudgeter_reward(BUDGETED, "8", 100, 100, 80, 1.0, length_when_wrong=False) == -0.5
+
+
 @pytest.mark.parametrize("kwargs", [{"alpha": 0.0}, {"alpha": -1.0}, {"length": -1}, {"allowed_max": 0}])
 def test_selfbudgeter_reward_parts_rejects_bad_arguments(kwargs):
     args = {"declared": 100, "length": 100, "allowed_max": math.inf, "alpha": 1.0} | kwargs

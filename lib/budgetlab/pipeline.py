@@ -56,7 +56,7 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 
 OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
-                 "CHECKPOINT_EVERY", "SB_SAMPLES", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES"}
+                 "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES"}
 
 
 def validate_params(p: dict) -> None:

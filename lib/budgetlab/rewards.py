@@ -84,6 +84,7 @@ def selfbudgeter_reward_parts(
     format_penalty: float = -1.0,
     overflow_penalty: float = -0.5,
     length_weight: float = 0.5,
+    length_when_wrong: bool = True,
 ) -> dict[str, float]:
     """{correct, format, budget_penalty, length, reward}; SelfBudgeter phase-2 reward (SPEC §7).
 
@@ -92,6 +93,8 @@ def selfbudgeter_reward_parts(
     correct + length_weight * budget_match_score(length, declared, alpha). `length` in the result is
     that weighted length term, so reward = correct + length on the in-budget branch; `correct` is
     filled on the overflow branch too, for logging (an unformatted response is not graded: 0).
+    length_when_wrong=False pays the length term to correct answers only, so a wrong answer cannot earn
+    reward by matching a short declared budget (the drift to the shortest budget LOG.md records).
     """
     if not alpha > 0:
         raise ValueError(f"alpha={alpha!r} must be positive (the tolerance is alpha * declared budget).")
@@ -110,7 +113,8 @@ def selfbudgeter_reward_parts(
     if declared > allowed_max:
         parts.update(budget_penalty=overflow_penalty, reward=overflow_penalty)
         return parts
-    parts["length"] = length_weight * budget_match_score(length, declared, alpha)
+    if correct or length_when_wrong:
+        parts["length"] = length_weight * budget_match_score(length, declared, alpha)
     parts["reward"] = correct + parts["length"]
     return parts
 

@@ -86,7 +86,8 @@ def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | No
     return prompts, spans
 
 
-def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float) -> tuple[torch.Tensor, dict]:
+def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float,
+                         length_when_wrong: bool = True) -> tuple[torch.Tensor, dict]:
     """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log."""
     n = len(traces) // generations
     r = torch.zeros((n, generations))
@@ -97,7 +98,8 @@ def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: f
         tag = tok.decode(tr.prompt_ids[s:e])
         parts = selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
                                           declared=parse_budget_tag(tag), length=tr.n_thinking,
-                                          allowed_max=allowed.get(row["id"], math.inf), alpha=alpha)
+                                          allowed_max=allowed.get(row["id"], math.inf), alpha=alpha,
+                                          length_when_wrong=length_when_wrong)
         r[idx // generations, idx % generations] = parts["reward"]
         for k, v in parts.items():
             if math.isfinite(float(v)):

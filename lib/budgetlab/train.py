@@ -55,6 +55,7 @@ class RLConfig:
     max_per_prompt: int | None = None  # IBPO: at most this many selected per prompt
     alpha_start: float = 6.0  # SelfBudgeter tolerance schedule (paper: 6.0 -> 0.1)
     alpha_end: float = 0.1
+    sb_length_when_wrong: bool = True  # SelfBudgeter: False pays the length-match term to correct answers only
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
     bf16: bool = True  # bf16 autocast for the update and the summary decode
@@ -249,7 +250,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             if cfg.method == "selfbudgeter":
                 alpha = alpha_schedule(step, cfg.steps, cfg.alpha_start, cfg.alpha_end)
                 extra["selfbudgeter_reward"], logs = selfbudgeter_rewards(tok, traces, batch, cfg.generations,
-                                                                          allowed or {}, alpha)
+                                                                          allowed or {}, alpha,
+                                                                          cfg.sb_length_when_wrong)
                 logs["alpha"] = alpha
             # 3. advantages -> training sequences
             out = method(Step(traces, rewards, budgets, markers, cfg, extra))
