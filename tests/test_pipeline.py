@@ -25,7 +25,6 @@ def test_override_values_are_parsed_as_yaml():
     ({"EVAL_BUDGETS": [0, 4]}, "positive"),
     ({"PRIOR": "cosine"}, "cosine"),
     ({"QUOTA": 1.5}, "QUOTA=1.5"),
-    ({"SB_ALLOWED": "median"}, "SB_ALLOWED='median'"),
     ({"MODEL": "./no/such/model"}, "does not exist"),
     ({"ADAPTER": "ia3"}, "ADAPTER='ia3'"),
     ({"NOT_A_KEY": 1}, "NOT_A_KEY"),

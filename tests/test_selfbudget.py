@@ -5,7 +5,7 @@ import math
 import pytest
 
 from budgetlab.models import load_model
-from budgetlab.selfbudget import allowed_lengths, budget_labels, budget_sft_examples, pick_label
+from budgetlab.selfbudget import budget_labels, budget_sft_examples, pick_label
 from budgetlab.synthetic import make_synthetic
 from budgetlab.truncation import parse_budget_tag
 
@@ -22,8 +22,7 @@ def test_labels_from_k_samples_give_one_row_per_question_and_inf_when_never_corr
     labels = budget_labels(model, tok, rows, max_thinking=4, max_summary=3, samples=2)
     assert [lab["id"] for lab in labels] == [r["id"] for r in rows]
     for lab in labels:  # a random model never answers correctly
-        assert lab["correct"] is False and math.isinf(lab["length"]) and math.isinf(lab["longest"])
-        assert lab["pass_rate"] == 0.0
+        assert lab["correct"] is False and math.isinf(lab["length"]) and lab["pass_rate"] == 0.0
     with pytest.raises(ValueError, match="samples=0"):
         budget_labels(model, tok, rows, 4, samples=0)
 
@@ -37,13 +36,3 @@ def test_budget_sft_examples_prefix_the_label_as_a_budget_tag():
     (ex,) = budget_sft_examples(tok, rows, labels)
     trained = tok.decode([i for i, m in zip(ex.ids, ex.mask) if m])
     assert parse_budget_tag(trained) == len(thinking) and trained.count("<think>") == 1
-
-
-def test_allowed_lengths_take_the_shortest_or_the_longest_correct_answer():
-    labels = [{"id": "a", "length": 8, "longest": 20}, {"id": "b", "length": None, "longest": None}]  # as read back
-    assert allowed_lengths(labels) == {"a": 8.0, "b": math.inf}
-    assert allowed_lengths(labels, "longest") == {"a": 20.0, "b": math.inf}
-    with pytest.raises(ValueError, match="rule='median'"):
-        allowed_lengths(labels, "median")
-    with pytest.raises(ValueError, match="re-run 01_budget_sft"):  # labels of an older run
-        allowed_lengths([{"id": "a", "length": 8}], "longest")

@@ -56,7 +56,7 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 
 OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
-                 "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "SB_ALLOWED", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES"}
+                 "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES"}
 
 
 def validate_params(p: dict) -> None:
@@ -75,7 +75,6 @@ def validate_params(p: dict) -> None:
     prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
     check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["none", "lora", "qlora"])
     check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
-    check_choice("SB_ALLOWED", p.get("SB_ALLOWED", "shortest"), ["shortest", "longest"])
     if "QUOTA" in p and not 0 <= float(p["QUOTA"]) <= 1:
         raise ValueError(f"QUOTA={p['QUOTA']!r} is outside [0, 1].")
     model = str(p.get("MODEL", "default"))

@@ -12,7 +12,6 @@ from typing import Sequence
 
 import torch
 
-from budgetlab.config import check_choice
 from budgetlab.inference import generation_copy
 from budgetlab.losses import TrainSeq
 from budgetlab.prompts import encode_prompt, sft_example
@@ -23,9 +22,7 @@ from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
                   batch_size: int = 64, samples: int = 1) -> list[dict]:
-    """Warm-start answers per row: {id, level, correct, length, longest, thinking_ids, pass_rate}.
-
-    `length` is the shortest correct thinking (the label), `longest` the longest; both inf if never correct.
+    """Warm-start answers per row: {id, level, correct, length (inf if never correct), thinking_ids, pass_rate}.
 
     `samples` = 1 answers greedily; k > 1 samples k answers and keeps the shortest correct one, so harder
     questions, which the model solves only sometimes, get labels too (SPEC §5: pass rate and correct length
@@ -42,11 +39,9 @@ def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summa
     for i, row in enumerate(rows):
         mine = traces[i * k:(i + 1) * k]
         ok = [tr.closed and correctness_reward(tr.summaries[-1][0].text, row["answer"]) == 1.0 for tr in mine]
-        lengths = [tr.n_thinking for tr in mine]
-        best = pick_label(lengths, ok)
+        best = pick_label([tr.n_thinking for tr in mine], ok)
         out.append({"id": row["id"], "level": row.get("level", 0), "correct": best is not None,
-                    "length": lengths[best] if best is not None else math.inf,
-                    "longest": max((n for n, y in zip(lengths, ok) if y), default=math.inf),
+                    "length": mine[best].n_thinking if best is not None else math.inf,
                     "thinking_ids": mine[best].thinking_ids if best is not None else mine[0].thinking_ids,
                     "pass_rate": sum(ok) / k})
     return out
@@ -61,22 +56,9 @@ def pick_label(lengths: Sequence[int], correct: Sequence[bool]) -> int | None:
     return best
 
 
-ALLOWED_RULES = ("shortest", "longest")
-
-
-def allowed_lengths(labels: Sequence[dict], rule: str = "shortest") -> dict[str, float]:
-    """SelfBudgeter's allowed maximum per question id: a correct length of the warm start, infinity if never correct.
-
-    `rule` picks which of the k sampled correct answers sets it: "shortest" (the label itself) or "longest"
-    (declaring any length the warm start was correct at is allowed). Labels read back from JSONL have None for
-    infinity.
-    """
-    check_choice("rule", rule, list(ALLOWED_RULES))
-    key = "length" if rule == "shortest" else "longest"
-    if any(key not in lab for lab in labels):
-        raise ValueError(f"rule={rule!r} needs labels with a {key!r} field, which older 01 runs did not write: "
-                         f"re-run 01_budget_sft or use the 'shortest' rule.")
-    return {lab["id"]: math.inf if lab[key] is None else float(lab[key]) for lab in labels}
+def allowed_lengths(labels: Sequence[dict]) -> dict[str, float]:
+    """SelfBudgeter's allowed maximum per question id: the correct length, infinity if the model was wrong."""
+    return {lab["id"]: lab["length"] for lab in labels}
 
 
 def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict]) -> list[TrainSeq]:
