@@ -115,6 +115,7 @@ def test_qlora_model_takes_an_rl_step_on_cpu(tmp_path):
     (dict(generations=0), "generations"),
     (dict(probe_every=-1), "probe_every"),
     (dict(probe_size=0), "probe_size"),
+    (dict(sb_length_when_wrong="False"), "True or False"),
 ])
 def test_bad_rl_config_fails_before_any_model_work(bad, message):
     with pytest.raises(ValueError, match=message):

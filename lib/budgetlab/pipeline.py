@@ -75,6 +75,8 @@ def validate_params(p: dict) -> None:
     prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
     check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["none", "lora", "qlora"])
     check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
+    if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
+        raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
     if "QUOTA" in p and not 0 <= float(p["QUOTA"]) <= 1:
         raise ValueError(f"QUOTA={p['QUOTA']!r} is outside [0, 1].")
     model = str(p.get("MODEL", "default"))

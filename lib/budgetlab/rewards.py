@@ -93,8 +93,9 @@ def selfbudgeter_reward_parts(
     correct + length_weight * budget_match_score(length, declared, alpha). `length` in the result is
     that weighted length term, so reward = correct + length on the in-budget branch; `correct` is
     filled on the overflow branch too, for logging (an unformatted response is not graded: 0).
-    length_when_wrong=False pays the length term to correct answers only, so a wrong answer cannot earn
-    reward by matching a short declared budget (the drift to the shortest budget LOG.md records).
+    length_when_wrong=False pays the length term to correct answers only (an ablation: a wrong answer earns
+    nothing by matching its declared budget; on the default profile it keeps correctness, not the budgets'
+    tracking of difficulty, LOG.md 2026-11-25).
     """
     if not alpha > 0:
         raise ValueError(f"alpha={alpha!r} must be positive (the tolerance is alpha * declared budget).")

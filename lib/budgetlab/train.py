@@ -82,6 +82,8 @@ class RLConfig:
                      "checkpoint_every", "probe_size", "probe_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
+        if not isinstance(self.sb_length_when_wrong, bool):
+            raise ValueError(f"sb_length_when_wrong={self.sb_length_when_wrong!r} must be True or False.")
         if int(self.probe_every) < 0:
             raise ValueError(f"probe_every={self.probe_every!r} must be a non-negative integer (0 turns the probe off).")
         if self.method == "drgrpo":
