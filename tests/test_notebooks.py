@@ -73,6 +73,17 @@ def test_rl_notebook_runs_with_a_qlora_adapter(smoke_run, tmp_path):
     assert pm.inspect_notebook(str(pipeline.NOTEBOOKS / "02_rl.ipynb"))["ADAPTER"]
 
 
+def test_sft_notebook_skips_selfbudgeter_phase_1_when_no_question_is_labelled(smoke_run, tmp_path):
+    run = tmp_path / "no_sb"
+    (run / "data").mkdir(parents=True)
+    for f in ("train.jsonl", "eval.jsonl"):
+        (run / "data" / f).write_text((smoke_run / "data" / f).read_text())
+    params = {**pipeline.load_params("smoke", {"SB_PROBLEMS": 0, "METHODS": ["grpo"]}), "RUN_DIR": str(run)}
+    pipeline.run_stage("01_budget_sft", "01_budget_sft", params, run, resume=False)
+    assert (run / "data" / "selfbudgeter_labels.jsonl").read_text() == ""
+    assert (run / "adapters" / "warmstart").exists() and (run / "adapters" / "selfbudgeter_sft").exists()
+
+
 def test_the_can_it_fit_check_trains_on_a_few_problems_and_probes_them(smoke_run, capsys):
     import runpy
     import sys

@@ -26,6 +26,7 @@ def test_override_values_are_parsed_as_yaml():
     ({"PRIOR": "cosine"}, "cosine"),
     ({"QUOTA": 1.5}, "QUOTA=1.5"),
     ({"SB_LENGTH_WHEN_WRONG": "maybe"}, "SB_LENGTH_WHEN_WRONG='maybe'"),
+    ({"SB_PROBLEMS": 0}, "SB_PROBLEMS=0 labels no questions"),
     ({"MODEL": "./no/such/model"}, "does not exist"),
     ({"ADAPTER": "ia3"}, "ADAPTER='ia3'"),
     ({"NOT_A_KEY": 1}, "NOT_A_KEY"),

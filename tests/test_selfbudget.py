@@ -25,6 +25,7 @@ def test_labels_from_k_samples_give_one_row_per_question_and_inf_when_never_corr
         assert lab["correct"] is False and math.isinf(lab["length"]) and lab["pass_rate"] == 0.0
     with pytest.raises(ValueError, match="samples=0"):
         budget_labels(model, tok, rows, 4, samples=0)
+    assert budget_labels(None, None, [], max_thinking=4) == []  # SB_PROBLEMS = 0: no model work at all
 
 
 def test_budget_sft_examples_prefix_the_label_as_a_budget_tag():

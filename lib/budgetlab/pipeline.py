@@ -75,6 +75,9 @@ def validate_params(p: dict) -> None:
     prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
     check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["none", "lora", "qlora"])
     check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
+    if "selfbudgeter" in methods and int(p.get("SB_PROBLEMS", 1)) < 1:
+        raise ValueError(f"SB_PROBLEMS={p['SB_PROBLEMS']!r} labels no questions, but METHODS includes 'selfbudgeter', "
+                         "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
     if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
         raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
     if "QUOTA" in p and not 0 <= float(p["QUOTA"]) <= 1:

@@ -30,6 +30,8 @@ def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summa
     """
     if int(samples) < 1:
         raise ValueError(f"samples={samples!r} must be a positive integer.")
+    if not rows:  # SB_PROBLEMS = 0: phase 1 is skipped
+        return []
     k = int(samples)
     copy = generation_copy(model)  # bf16 generation copy (budgetlab.inference); None for a 4-bit base
     rollout = HFRollout(copy.model if copy else model, tok, batch_size=batch_size, summary_bf16=True)
