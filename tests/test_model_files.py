@@ -101,6 +101,22 @@ def test_building_a_tiny_model_leaves_the_callers_random_stream_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_building_a_cached_model_folder_leaves_the_callers_random_stream_alone(tmp_path):
+    # the default model's one-time conversion draws random numbers; a seeded run must not depend on whether
+    # it happened in this process
+    from budgetlab.model_files import _cached_dir
+
+    def build(out):
+        torch.randn(100)
+        (out / "config.json").write_text("{}")
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _cached_dir(tmp_path / "model", build)
+    assert (tmp_path / "model" / "config.json").exists() and torch.equal(torch.rand(3), expected)
+
+
 def test_build_tiny_model_rejects_heads_that_do_not_divide_hidden():
     with pytest.raises(ValueError, match="hidden=64 is not divisible by heads=5"):
         build_tiny_model(heads=5)

@@ -40,7 +40,11 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
         if time.time() - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     try:
-        return atomic_dir(final, build)
+        # A build may draw random numbers (the default's conversion initialises a fresh model before copying the
+        # weights in); without fork_rng the first run in a fresh clone would get other LoRA initial weights than
+        # every later run with the same seed (LOG.md, sixth session).
+        with torch.random.fork_rng(devices=[]):
+            return atomic_dir(final, build)
     except OSError:
         if final.exists():  # another process renamed its copy first; both copies are identical
             return final
