@@ -27,6 +27,22 @@ def test_override_values_are_parsed_as_yaml():
     ({"QUOTA": 1.5}, "QUOTA=1.5"),
     ({"SB_LENGTH_WHEN_WRONG": "maybe"}, "SB_LENGTH_WHEN_WRONG='maybe'"),
     ({"SB_PROBLEMS": 0}, "SB_PROBLEMS=0 labels no questions"),
+    ({"EVAL_SAMPLES": 0}, "EVAL_SAMPLES=0 must be an integer >= 1"),
+    ({"RL_STEPS": "two"}, "RL_STEPS='two' must be an integer"),
+    ({"PREFILL_POINTS": 0}, "PREFILL_POINTS=0"),
+    ({"SB_SAMPLES": 0}, "SB_SAMPLES=0"),
+    ({"PROBE_EVERY": -1}, "PROBE_EVERY=-1"),
+    ({"ALPHA_END": 0}, "ALPHA_END=0 must be a positive number"),
+    ({"LR": -1}, "LR=-1"),
+    ({"BETA": -1}, "BETA=-1"),
+    ({"QUOTA": "abc"}, "QUOTA='abc'"),
+    ({"NORMALISER": "foo"}, "NORMALISER='foo'"),
+    ({"LORA_LAYERS": 0}, "LORA_LAYERS=0"),
+    ({"METHODS": ["grpo", "grpo"]}, "names a method twice"),
+    ({"GENERATIONS": 1}, "GENERATIONS=1 gives"),
+    ({"ADAPTER": "none"}, "ADAPTER='none'"),
+    ({"REAL_DATA": "/no/such.jsonl"}, "REAL_DATA='/no/such.jsonl' does not exist"),
+    ({"REAL_DATA": "org/name", "REAL_TASK": "synthetic"}, "REAL_TASK='synthetic'"),
     ({"MODEL": "./no/such/model"}, "does not exist"),
     ({"ADAPTER": "ia3"}, "ADAPTER='ia3'"),
     ({"NOT_A_KEY": 1}, "NOT_A_KEY"),
@@ -34,6 +50,10 @@ def test_override_values_are_parsed_as_yaml():
 def test_bad_parameters_fail_with_one_sentence_naming_the_value(over, message):
     with pytest.raises(ValueError, match=message):
         pipeline.load_params("smoke", over)
+
+
+def test_one_generation_is_fine_for_methods_whose_advantages_do_not_need_a_group():
+    assert pipeline.load_params("smoke", {"GENERATIONS": 1, "METHODS": ["brpo", "ibpo"]})["GENERATIONS"] == 1
 
 
 def test_unknown_profile_lists_the_known_ones():
@@ -45,6 +65,8 @@ def test_sweep_grid_is_the_cartesian_product_and_method_sets_methods():
     grid = pipeline.sweep_grid(["method=grpo,brpo", "SEED=0,1"])
     assert grid == [{"METHODS": ["grpo"], "SEED": 0}, {"METHODS": ["grpo"], "SEED": 1},
                     {"METHODS": ["brpo"], "SEED": 0}, {"METHODS": ["brpo"], "SEED": 1}]
+    assert pipeline.sweep_grid(["TRAIN_BUDGETS=[4,8],[8,16]"]) == [{"TRAIN_BUDGETS": [4, 8]},
+                                                                  {"TRAIN_BUDGETS": [8, 16]}]
     with pytest.raises(ValueError, match="KEY=v1,v2"):
         pipeline.sweep_grid(["method"])
 

@@ -116,6 +116,9 @@ def test_qlora_model_takes_an_rl_step_on_cpu(tmp_path):
     (dict(probe_every=-1), "probe_every"),
     (dict(probe_size=0), "probe_size"),
     (dict(sb_length_when_wrong="False"), "True or False"),
+    (dict(alpha_end=0.0), "alpha_end=0.0 must be positive"),
+    (dict(lr=0), "lr=0"),
+    (dict(beta=-1.0), "beta=-1.0"),
 ])
 def test_bad_rl_config_fails_before_any_model_work(bad, message):
     with pytest.raises(ValueError, match=message):

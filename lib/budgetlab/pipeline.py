@@ -15,6 +15,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,8 +60,25 @@ OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_EN
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES"}
 
 
+# integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
+INT_AT_LEAST = {"N_TRAIN": 1, "N_EVAL": 1, "SEED": 0, "LORA_R": 1, "SFT_STEPS": 1, "SFT_BATCH": 1, "SB_PROBLEMS": 0,
+                "SB_SFT_STEPS": 0, "SB_SAMPLES": 1, "RL_STEPS": 1, "PROMPTS_PER_STEP": 1, "GENERATIONS": 1,
+                "MAX_SUMMARY": 1, "CHECKPOINT_EVERY": 1, "PROBE_EVERY": 0, "PROBE_SIZE": 1, "PROBE_SAMPLES": 1,
+                "EVAL_SAMPLES": 1, "EVAL_MAX_SUMMARY": 1, "SC_SAMPLES": 0, "PREFILL_POINTS": 1, "REAL_N": 1}
+POSITIVE = ("SFT_LR", "LR", "ALPHA_START", "ALPHA_END")  # numbers that must be > 0
+NEEDS_A_GROUP = ("grpo", "drgrpo", "selfbudgeter")  # advantages relative to the group: zero when G = 1
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def validate_params(p: dict) -> None:
-    """Cheap checks of everything a stage would otherwise discover late."""
+    """Cheap checks of everything a stage would otherwise discover late, naming the key the user typed."""
     from budgetlab.budgets import prior_weights, validate_budgets
     from budgetlab.loaders import SOURCES, looks_like_hub_id
     from budgetlab.methods import METHODS
@@ -70,18 +88,40 @@ def validate_params(p: dict) -> None:
         raise ValueError(f"METHODS={methods!r} must be a non-empty list drawn from {sorted(METHODS)}.")
     for m in methods:
         check_choice("method", m, sorted(METHODS))
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"METHODS={methods!r} names a method twice; each method trains once per run.")
+    for key, low in INT_AT_LEAST.items():
+        if key in p and not (_is_int(p[key]) and p[key] >= low):
+            raise ValueError(f"{key}={p[key]!r} must be an integer >= {low}.")
+    for key in POSITIVE:
+        if key in p and not (_is_number(p[key]) and p[key] > 0):
+            raise ValueError(f"{key}={p[key]!r} must be a positive number.")
+    if "BETA" in p and not (_is_number(p["BETA"]) and p["BETA"] >= 0):
+        raise ValueError(f"BETA={p['BETA']!r} must be 0 (no KL term) or a positive number.")
+    if p.get("LORA_LAYERS") is not None and not (_is_int(p["LORA_LAYERS"]) and p["LORA_LAYERS"] >= 1):
+        raise ValueError(f"LORA_LAYERS={p['LORA_LAYERS']!r} must be null (every layer) or an integer >= 1.")
+    if p.get("GENERATIONS", 2) == 1 and set(methods) & set(NEEDS_A_GROUP):
+        raise ValueError(f"GENERATIONS=1 gives {sorted(set(methods) & set(NEEDS_A_GROUP))} zero advantages "
+                         "(one trace per prompt has no group to compare with); use GENERATIONS >= 2.")
     validate_budgets(p["TRAIN_BUDGETS"])
     validate_budgets(p["EVAL_BUDGETS"])
     prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
-    check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["none", "lora", "qlora"])
+    check_choice("NORMALISER", p.get("NORMALISER", "sequence"), ["sequence", "constant"])
+    # the notebooks train adapters: a full fine-tune (models' adapter='none') has no saved adapter for 02 to load
+    check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["lora", "qlora"])
     check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
+    if p.get("REAL_DATA"):
+        check_choice("REAL_TASK", p.get("REAL_TASK", "gsm8k"), [s for s in SOURCES if s != "synthetic"])
+        real = str(p["REAL_DATA"])
+        if not Path(real).exists() and not looks_like_hub_id(real):
+            raise ValueError(f"REAL_DATA={real!r} does not exist; use a .jsonl file or a hub id org/name.")
     if "selfbudgeter" in methods and int(p.get("SB_PROBLEMS", 1)) < 1:
         raise ValueError(f"SB_PROBLEMS={p['SB_PROBLEMS']!r} labels no questions, but METHODS includes 'selfbudgeter', "
                          "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
     if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
         raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
-    if "QUOTA" in p and not 0 <= float(p["QUOTA"]) <= 1:
-        raise ValueError(f"QUOTA={p['QUOTA']!r} is outside [0, 1].")
+    if "QUOTA" in p and not (_is_number(p["QUOTA"]) and 0 <= p["QUOTA"] <= 1):
+        raise ValueError(f"QUOTA={p['QUOTA']!r} must be a number in [0, 1].")
     model = str(p.get("MODEL", "default"))
     if model not in ("default", "tiny") and not Path(model).exists() and not looks_like_hub_id(model):
         raise ValueError(f"MODEL={model!r} does not exist; use 'default', 'tiny', a local folder or a hub id org/name.")
@@ -188,7 +228,7 @@ def sweep_grid(specs: list[str]) -> list[dict]:
         if "=" not in spec:
             raise ValueError(f"sweep axis {spec!r} must look like KEY=v1,v2.")
         key, values = spec.split("=", 1)
-        axes.append([(key, parse_value(v)) for v in values.split(",")])
+        axes.append([(key, parse_value(v)) for v in re.split(r",(?![^\[]*\])", values)])  # commas outside [..]
     out = []
     for combo in itertools.product(*axes):
         over = {}

@@ -82,6 +82,11 @@ class RLConfig:
                      "checkpoint_every", "probe_size", "probe_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
+        for name in ("lr", "alpha_start", "alpha_end", "temperature"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
+        if float(self.beta) < 0:
+            raise ValueError(f"beta={self.beta!r} must be 0 (no KL term) or positive.")
         if not isinstance(self.sb_length_when_wrong, bool):
             raise ValueError(f"sb_length_when_wrong={self.sb_length_when_wrong!r} must be True or False.")
         if int(self.probe_every) < 0:
