@@ -5,7 +5,7 @@ import math
 import pytest
 
 from budgetlab.models import load_model
-from budgetlab.selfbudget import budget_labels, budget_sft_examples, pick_label
+from budgetlab.selfbudget import allowed_lengths, budget_labels, budget_sft_examples, pick_label
 from budgetlab.synthetic import make_synthetic
 from budgetlab.truncation import parse_budget_tag
 
@@ -37,3 +37,8 @@ def test_budget_sft_examples_prefix_the_label_as_a_budget_tag():
     (ex,) = budget_sft_examples(tok, rows, labels)
     trained = tok.decode([i for i, m in zip(ex.ids, ex.mask) if m])
     assert parse_budget_tag(trained) == len(thinking) and trained.count("<think>") == 1
+
+
+def test_allowed_lengths_read_back_from_jsonl_give_infinity_for_never_correct():
+    labels = [{"id": "a", "length": 8}, {"id": "b", "length": None}]  # as 02 reads them from 01's JSONL
+    assert allowed_lengths(labels) == {"a": 8, "b": math.inf}

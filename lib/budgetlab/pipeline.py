@@ -115,7 +115,7 @@ def validate_params(p: dict) -> None:
         real = str(p["REAL_DATA"])
         if not Path(real).exists() and not looks_like_hub_id(real):
             raise ValueError(f"REAL_DATA={real!r} does not exist; use a .jsonl file or a hub id org/name.")
-    if "selfbudgeter" in methods and int(p.get("SB_PROBLEMS", 1)) < 1:
+    if "selfbudgeter" in methods and p.get("SB_PROBLEMS", 1) == 0:  # an integer >= 0 by now
         raise ValueError(f"SB_PROBLEMS={p['SB_PROBLEMS']!r} labels no questions, but METHODS includes 'selfbudgeter', "
                          "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
     if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):

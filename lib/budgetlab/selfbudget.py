@@ -59,8 +59,11 @@ def pick_label(lengths: Sequence[int], correct: Sequence[bool]) -> int | None:
 
 
 def allowed_lengths(labels: Sequence[dict]) -> dict[str, float]:
-    """SelfBudgeter's allowed maximum per question id: the correct length, infinity if the model was wrong."""
-    return {lab["id"]: lab["length"] for lab in labels}
+    """SelfBudgeter's allowed maximum per question id: the correct length, infinity if the model was wrong.
+
+    Labels read back from JSONL carry None for infinity.
+    """
+    return {lab["id"]: math.inf if lab["length"] is None else lab["length"] for lab in labels}
 
 
 def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict]) -> list[TrainSeq]:
