@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from budgetlab.config import check_choice
+from budgetlab.head_logprobs import chosen_logprobs, plain_head
 
 NORMALISERS = ("constant", "sequence")
 
@@ -135,27 +136,33 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entro
 
     `attention` is the [B, L] padding mask, or a packed batch's [B, 1, L, L] mask with its `position` ids.
     In a packed row the first token of a branch is scored against the previous packed token: such tokens
-    are inserted markers and never trained. With `mask` ([B, L], the trained tokens) the output head and
-    the softmax run only from the first column any row trains (the shared prompt is read, never scored);
-    the columns before it are 0."""
-    width = ids.shape[1]
-    first = 1
-    if mask is not None and bool(mask[:, 1:].any()):
-        first = 1 + int(mask[:, 1:].any(0).nonzero()[0])
+    are inserted markers and never trained. With `mask` ([B, L], the trained tokens) only those positions
+    are scored (the prompt is read, never scored) and every other entry is 0. Models whose logits are a
+    plain frozen head over the last hidden state go through `head_logprobs.chosen_logprobs` (no [B, L, V]
+    tensor); any other model through its own logits."""
+    scored = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.to(torch.bool, copy=True)
+    scored[:, 0] = False  # nothing predicts the first token
     kwargs = {"position_ids": position} if position is not None else {}
-    # logits at positions first-1 .. L-2 predict the tokens first .. L-1
-    logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=width - first + 1,
-                   **kwargs).logits[:, :-1].float()
-    targets = ids[:, first:]
-    logz = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    logp = torch.cat([logp.new_zeros((logp.shape[0], first)), logp], dim=1)
+    split = plain_head(model)
+    if split is not None:
+        decoder, weight = split
+        hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False, **kwargs).last_hidden_state
+        picked, picked_ent = chosen_logprobs(hidden[:, :-1][scored[:, 1:]], weight, ids[scored])
+    else:  # any other head: full logits, from the one predicting the first column any row scores
+        first = int(scored.any(0).nonzero()[0]) if scored.any() else 1
+        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=ids.shape[1] - first + 1,
+                       use_cache=False, **kwargs).logits[:, :-1].float()
+        keep = scored[:, first:]
+        logits, targets = logits[keep], ids[:, first:][keep]
+        logz = torch.logsumexp(logits, dim=-1)
+        picked = logits.gather(-1, targets[:, None]).squeeze(-1) - logz
+        with torch.no_grad():
+            picked_ent = logz - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+    logp = torch.zeros(ids.shape, dtype=picked.dtype, device=ids.device).masked_scatter(scored, picked)
     entropy = None
     if with_entropy:
-        with torch.no_grad():
-            probs = torch.softmax(logits, dim=-1)
-            ent = logz - (probs * logits).sum(-1)
-            entropy = torch.cat([ent.new_zeros((ent.shape[0], first)), ent], dim=1)
+        entropy = torch.zeros(ids.shape, dtype=picked.dtype, device=ids.device)
+        entropy = entropy.masked_scatter(scored, picked_ent.detach())
     return logp, entropy
 
 

@@ -1,0 +1,106 @@
+"""Chosen-token log-probabilities through a frozen head: equal to the full-logits computation, gradient included."""
+
+import pytest
+import torch
+
+import budgetlab.head_logprobs as hl
+from budgetlab.losses import TrainSeq, collate, pack_branches, token_logprobs
+
+
+def reference(hidden, weight, targets):
+    """The textbook path: full logits, log_softmax, gather; entropy -Σ p log p."""
+    logp_all = torch.log_softmax(hidden @ weight.T, dim=-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp_all.gather(-1, targets[:, None]).squeeze(-1), entropy.detach()
+
+
+@pytest.mark.parametrize("chunk_elements", [10 * 50, 1 << 23])  # 10 rows per chunk (4 chunks), or one chunk
+def test_chosen_logprobs_equal_log_softmax_and_its_gradient_in_fp32(monkeypatch, chunk_elements):
+    monkeypatch.setitem(hl.CHUNK_ELEMENTS, "cpu", chunk_elements)
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 8, generator=g)
+    weight = torch.randn(50, 8, generator=g)
+    targets = torch.randint(0, 50, (37,), generator=g)
+    upstream = torch.randn(37, generator=g)  # any loss: Σ_n c_n log p_n
+
+    h1 = hidden.clone().requires_grad_()
+    logp, entropy = hl.chosen_logprobs(h1, weight, targets)
+    (logp * upstream).sum().backward()
+    h2 = hidden.clone().requires_grad_()
+    ref_logp, ref_entropy = reference(h2, weight, targets)
+    (ref_logp * upstream).sum().backward()
+
+    torch.testing.assert_close(logp, ref_logp)
+    torch.testing.assert_close(entropy, ref_entropy)
+    torch.testing.assert_close(h1.grad, h2.grad)
+    assert not entropy.requires_grad
+
+
+def test_chosen_logprobs_of_a_one_hot_head_are_known_by_hand():
+    # hidden = [ln 3, 0] against head rows e1, e2: logits [ln 3, 0], p = [3/4, 1/4]
+    hidden = torch.tensor([[torch.log(torch.tensor(3.0)).item(), 0.0]], requires_grad=True)
+    weight = torch.eye(2)
+    logp, entropy = hl.chosen_logprobs(hidden, weight, torch.tensor([0]))
+    assert logp.item() == pytest.approx(torch.log(torch.tensor(0.75)).item(), abs=1e-6)
+    assert entropy.item() == pytest.approx(-(0.75 * torch.log(torch.tensor(0.75)) + 0.25 * torch.log(torch.tensor(0.25))).item(), abs=1e-6)
+    logp.sum().backward()  # d log p_0 / dh = (onehot - p) W = [1/4, -1/4]
+    torch.testing.assert_close(hidden.grad, torch.tensor([[0.25, -0.25]]))
+
+
+def test_chosen_logprobs_under_bf16_autocast_match_the_bf16_logits_path():
+    g = torch.Generator().manual_seed(1)
+    hidden, weight = torch.randn(20, 16, generator=g), torch.randn(300, 16, generator=g) * 0.3
+    targets = torch.randint(0, 300, (20,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logp, _ = hl.chosen_logprobs(hidden, weight, targets)
+        logits = torch.nn.functional.linear(hidden, weight).float()  # what lm_head gives under autocast
+    expected = logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+    torch.testing.assert_close(logp, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_chosen_logprobs_refuse_a_trainable_head_and_mismatched_shapes():
+    hidden, weight = torch.randn(3, 4), torch.randn(5, 4)
+    with pytest.raises(ValueError, match="must be frozen"):
+        hl.chosen_logprobs(hidden, weight.requires_grad_(), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"expected \[N, D\] and \[N\]"):
+        hl.chosen_logprobs(hidden, weight.detach(), torch.tensor([0, 1]))
+
+
+def batch_of_plain_and_packed_rows():
+    g = torch.Generator().manual_seed(3)
+    trunk_ids = torch.randint(3, 200, (12,), generator=g).tolist()
+    trunk = TrainSeq(trunk_ids, torch.randn(12, generator=g).tolist(), [False] * 3 + [True] * 9)
+    branches = [TrainSeq(trunk_ids[:k] + torch.randint(3, 200, (4,), generator=g).tolist(),
+                         [0.0] * (k + 2) + [0.7, -1.3], [False] * (k + 2) + [True, True]) for k in (5, 8)]
+    plain = [TrainSeq(torch.randint(3, 200, (n,), generator=g).tolist(), [1.0] * n, [False] * k + [True] * (n - k))
+             for n, k in ((10, 4), (7, 6))]
+    return [collate(plain, pad_id=0), collate([pack_branches(trunk, branches)], pad_id=0)]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_token_logprobs_through_the_head_equal_those_through_the_models_logits(monkeypatch, bf16):
+    from budgetlab.models import load_model
+
+    torch.manual_seed(0)
+    model, _ = load_model("tiny", adapter="lora", lora_r=4)
+    assert hl.plain_head(model) is not None  # the tiny Llama takes the head path
+
+    def run(t):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logp, ent = token_logprobs(model, t["ids"], t["attention"], True, t.get("position"), t["mask"])
+        (logp * t["adv"]).sum().backward()
+        return logp.detach(), ent, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    for t in batch_of_plain_and_packed_rows():
+        head_path = run(t)
+        with monkeypatch.context() as m:
+            m.setattr(hl, "PLAIN_HEAD_MODELS", ())
+            assert hl.plain_head(model) is None
+            logits_path = run(t)
+        tol = dict(rtol=2e-2, atol=2e-3) if bf16 else dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(head_path[0], logits_path[0], **tol)
+        torch.testing.assert_close(head_path[1], logits_path[1], **tol)
+        assert (head_path[0][~t["mask"].bool()] == 0).all()  # unscored positions are 0
+        for a, b in zip(head_path[2], logits_path[2]):  # fp32 sums in another order: relative to the scale
+            torch.testing.assert_close(a, b, rtol=tol["rtol"], atol=tol["rtol"] * float(b.abs().max()))
