@@ -19,6 +19,14 @@ def test_override_values_are_parsed_as_yaml():
     assert p["RL_STEPS"] == 3 and p["TRAIN_BUDGETS"] == [2, 6]
 
 
+def test_scientific_notation_is_a_number_although_yaml_1_1_reads_it_as_a_string():
+    # PyYAML: yaml.safe_load("5e-4") == "5e-4"; a researcher typing -p LR=5e-4 means 0.0005
+    assert pipeline.parse_value("5e-4") == 5e-4 and pipeline.parse_value("1E-3") == 1e-3
+    assert pipeline.parse_value("-2.5e+1") == -25.0 and pipeline.parse_value("[1e-3, 2]") == [1e-3, 2]
+    assert pipeline.parse_value("e5") == "e5" and pipeline.parse_value("1e") == "1e"  # not numbers: left alone
+    assert pipeline.load_params("smoke", {"LR": pipeline.parse_value("5e-4")})["LR"] == 5e-4
+
+
 @pytest.mark.parametrize("over, message", [
     ({"METHODS": ["grpo", "ppo"]}, "method='ppo'"),
     ({"TRAIN_BUDGETS": [8, 4]}, "increasing"),

@@ -33,10 +33,22 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
 
 
+SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def scientific_as_float(value):
+    """YAML 1.1 (PyYAML) reads 5e-4 as a string; a researcher means the number. Lists are walked."""
+    if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [scientific_as_float(v) for v in value]
+    return value
+
+
 def parse_value(text: str):
-    """A -p value as YAML (numbers, lists, null, booleans), else the plain string."""
+    """A -p value as YAML (numbers, 5e-4 included, lists, null, booleans), else the plain string."""
     try:
-        return yaml.safe_load(text)
+        return scientific_as_float(yaml.safe_load(text))
     except yaml.YAMLError:
         return text
 
@@ -45,6 +57,7 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
     """The profile's parameters with overrides applied and validated (one sentence on the first problem)."""
     check_choice("profile", profile, profiles())
     params = yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text()) or {}
+    params = {k: scientific_as_float(v) for k, v in params.items()}
     for key, value in (overrides or {}).items():
         key = key.upper()
         if key not in params and key not in OPTIONAL_KEYS:
