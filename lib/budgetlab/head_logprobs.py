@@ -43,7 +43,8 @@ class _ChosenLogProb(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, dtype, chunk):
         w = weight.to(dtype)
-        logp, entropy = hidden.new_empty(len(targets), dtype=torch.float32), hidden.new_empty(len(targets), dtype=torch.float32)
+        logp = hidden.new_empty(len(targets), dtype=torch.float32)
+        entropy = torch.empty_like(logp)
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for s in range(0, len(targets), chunk):
             logits = (hidden[s:s + chunk].to(dtype) @ w.T).float()
