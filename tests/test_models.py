@@ -9,7 +9,7 @@ import torch
 
 from budgetlab import models
 from budgetlab.model_files import build_tiny_model, resolve_model_path, tiny_model_dir
-from budgetlab.models import count_trainable, load_model, reference_model_ctx, save_adapter
+from budgetlab.models import count_trainable, load_model, reference_model_ctx, save_adapter, trainable_state
 
 # bitsandbytes warns that its CPU gemv op has no autograd kernel; a test below checks QLoRA gradients anyway.
 pytestmark = pytest.mark.filterwarnings("ignore:.*an autograd kernel was not registered:UserWarning")
@@ -118,6 +118,26 @@ def test_reference_context_gives_the_base_models_logits_after_training():
     assert not torch.allclose(trained, expected, atol=1e-6)
     with reference_model_ctx(base):  # no adapter: the model is its own reference
         pass
+
+
+def test_reference_context_with_a_state_swaps_those_weights_in_and_restores_the_trained_ones():
+    model, tok = load_model("tiny", adapter="lora", lora_r=4)
+    batch = tok(TEXTS, return_tensors="pt", padding=True)
+    _one_step(model, tok)  # the "warm start"
+    start = trainable_state(model)
+    assert start and all("lora_" in name for name in start)  # only the adapter, not the frozen base
+    with torch.no_grad():
+        at_start = model(**batch).logits
+    _one_step(model, tok)  # the policy moves on
+    moved = trainable_state(model)
+    with torch.no_grad():
+        with reference_model_ctx(model, start):
+            reference = model(**batch).logits
+        trained = model(**batch).logits
+    assert torch.equal(reference, at_start) and not torch.allclose(trained, at_start, atol=1e-6)
+    with pytest.raises(RuntimeError), reference_model_ctx(model, start):
+        raise RuntimeError("a failing reference pass")
+    assert all(torch.equal(p, moved[n]) for n, p in model.named_parameters() if n in moved)  # restored
 
 
 def test_a_saved_adapter_loads_back_trainable_with_the_same_weights(tmp_path):

@@ -62,6 +62,33 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_metrics(tmp_path):
                 assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), (a["step"], k)
 
 
+def warm_started(scale=0.05):
+    """The tiny model with LoRA B off zero: a stand-in for a warm-start adapter that differs from the base."""
+    model, tok = tiny()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, scale, generator=torch.Generator().manual_seed(1))
+    return model, tok
+
+
+def test_the_kl_reference_is_the_policy_the_run_starts_from_not_the_base_model(tmp_path):
+    # step 1 scores the starting policy against itself: KL exactly 0. Disabling the warm start's adapter
+    # (the base model) would give KL > 0 here and pull the policy back to the untrained model.
+    model, tok = warm_started()
+    metrics = train_rl(model, tok, ROWS, rl_cfg("grpo", steps=2, beta=0.5, lr=1e-2), tmp_path, progress=False)
+    assert metrics[0]["kl"] == 0.0 and metrics[1]["kl"] > 0
+
+
+def test_a_resumed_run_keeps_the_warm_start_as_its_kl_reference(tmp_path):
+    cfg = rl_cfg("grpo", beta=0.5, lr=1e-2)
+    full = train_rl(*warm_started(), ROWS, cfg, tmp_path / "full", progress=False)
+    train_rl(*warm_started(), ROWS, cfg, tmp_path / "cut", progress=False, max_steps=3)
+    resumed = train_rl(*warm_started(), ROWS, cfg, tmp_path / "cut", progress=False, resume=True)
+    assert [r["kl"] for r in resumed] == pytest.approx([r["kl"] for r in full], rel=1e-6, abs=1e-9)
+    assert full[-1]["kl"] > 0
+
+
 def test_the_probe_runs_at_the_start_every_k_steps_and_at_the_end_and_survives_a_resume(tmp_path):
     cfg = dict(probe_every=2, probe_size=4, steps=5)
     model, tok = tiny()

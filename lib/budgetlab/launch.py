@@ -36,17 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=2, help="prompts per step per process")
     ap.add_argument("--generations", type=int, default=2)
     ap.add_argument("--budgets", default="4,8")
-    ap.add_argument("--beta", type=float, default=0.0, help="KL weight to the reference (adapter disabled)")
+    ap.add_argument("--beta", type=float, default=0.0, help="KL weight to the reference (the starting adapter)")
     ap.add_argument("--perturb", type=float, default=0.0,
-                    help="start LoRA B at this noise scale (same on every rank) instead of zero, so the policy "
-                         "differs from the reference and the KL term has a gradient: used by the tests")
+                    help="start LoRA B at this noise scale (same on every rank) and keep the zero-B adapter as "
+                         "the KL reference, so the policy differs from it and the KL term has a gradient: "
+                         "used by the tests")
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu", action="store_true", help="force CPU (gloo) even where CUDA exists")
     args = ap.parse_args(argv)
 
     from accelerate import Accelerator
 
-    from budgetlab.models import load_model
+    from budgetlab.models import load_model, trainable_state
     from budgetlab.synthetic import make_synthetic
     from budgetlab.train import RLConfig, train_rl
 
@@ -57,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)  # identical initial adapter on every rank
     model, tok = load_model(args.model, adapter=args.adapter, lora_r=4,
                             device="cuda" if acc.device.type == "cuda" else "cpu")
+    reference = None
     if args.perturb:
+        reference = trainable_state(model)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if "lora_B" in name:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         train_rl(model, tok, make_synthetic(32, levels=(1, 2), seed=0), cfg, out, accelerator=acc,
-                 progress=acc.is_main_process)
+                 progress=acc.is_main_process, reference=reference)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"rank{acc.process_index}.json").write_text(json.dumps(
             {"rank": acc.process_index, "world_size": acc.num_processes, "initial": initial,

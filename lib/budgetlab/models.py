@@ -2,9 +2,9 @@
 
 `load_model` checks its arguments before any loading, resolves the name through model_files.py, puts
 the model on the asked device and dtype and adds a new or a saved PEFT adapter; the adapter helpers
-save it atomically, count trainable parameters, give the KL reference (the adapter disabled) and a
-quick chat reply. Heavy libraries (transformers, peft, bitsandbytes) are imported inside the
-functions, so importing this module and validating arguments stay cheap.
+save it atomically, count trainable parameters, give the KL reference (the starting adapter's weights,
+or the adapter disabled) and a quick chat reply. Heavy libraries (transformers, peft, bitsandbytes) are
+imported inside the functions, so importing this module and validating arguments stay cheap.
 """
 
 from __future__ import annotations
@@ -163,13 +163,34 @@ def count_trainable(model) -> tuple[int, int]:
     return trainable, total
 
 
-def reference_model_ctx(model):
-    """Context in which `model` acts as the KL reference: the adapter disabled (PEFT), else the model itself."""
-    # With LoRA the frozen base is the reference policy, so no second copy of the weights is kept.
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """A detached copy of the trainable parameters (with LoRA: the adapter), e.g. the policy a run starts from."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@contextlib.contextmanager
+def reference_model_ctx(model, reference: dict[str, torch.Tensor] | None = None):
+    """Context in which `model` acts as the KL reference; the trained weights are back on exit.
+
+    With `reference` (a `trainable_state`), those weights are swapped in: an RL run that continues the warm
+    start's adapter uses its starting policy as the reference, since disabling that adapter would give the
+    untrained base model. Without it, the adapter is disabled (PEFT), else the model is its own reference."""
+    if reference is not None:
+        params = dict(model.named_parameters())
+        trained = {name: params[name].detach().clone() for name in reference}
+        with torch.no_grad():
+            for name, value in reference.items():
+                params[name].copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in trained.items():
+                    params[name].copy_(value)
+        return
     disable = getattr(model, "disable_adapter", None)
-    if disable is not None and hasattr(model, "peft_config"):
-        return disable()
-    return contextlib.nullcontext()
+    with disable() if disable is not None and hasattr(model, "peft_config") else contextlib.nullcontext():
+        yield
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from budgetlab.inference import generation_copy
 from budgetlab.loop import autocast, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
-from budgetlab.models import reference_model_ctx
+from budgetlab.models import reference_model_ctx, trainable_state
 from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
@@ -45,7 +45,7 @@ class RLConfig:
     clip_low: float = 0.2
     clip_high: float = 0.2  # > clip_low is DAPO's clip-higher
     normaliser: str = "sequence"  # "sequence" mean or "constant" (Dr. GRPO; forced for drgrpo)
-    beta: float = 0.0  # KL to the reference (the model with the adapter disabled)
+    beta: float = 0.0  # KL to the reference: the policy the run starts from (the warm start)
     prior: str = "uniform"  # BRPO thinking prior
     brpo_mode: str = "brpo"  # brpo | v1 | v2 | none
     decay: float = 0.5  # BRPO's λ
@@ -130,8 +130,10 @@ def average_gradients(model, accelerator) -> None:
 
 
 def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_id: int,
-           accelerator=None) -> dict[str, float]:
-    """PPO-clip (or weighted SFT) over `cfg.epochs` passes; old log-probs are the sampling policy's."""
+           accelerator=None, reference: dict | None = None) -> dict[str, float]:
+    """PPO-clip (or weighted SFT) over `cfg.epochs` passes; old log-probs are the sampling policy's.
+
+    With `cfg.beta` > 0 the KL reference is `reference` (the run's starting weights), else the adapter disabled."""
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "train_tokens": sum(s.n_trained for s in seqs)}
     if not seqs and (accelerator is None or accelerator.num_processes == 1):
         return stats
@@ -149,7 +151,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
         with torch.no_grad(), autocast(cfg.bf16, device):
             old = [logprobs(t)[0] for t in tensors]
     if cfg.beta > 0 and loss_kind == "ppo":
-        with torch.no_grad(), reference_model_ctx(model), autocast(cfg.bf16, device):
+        with torch.no_grad(), reference_model_ctx(model, reference), autocast(cfg.bf16, device):
             ref = [logprobs(t)[0] for t in tensors]
     for epoch in range(cfg.epochs):
         opt.zero_grad(set_to_none=True)
@@ -182,7 +184,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
 
 def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *, resume: bool = False,
              allowed: dict | None = None, progress: bool = True, max_steps: int | None = None,
-             accelerator=None) -> list[dict]:
+             accelerator=None, reference: dict | None = None) -> list[dict]:
     """Run `cfg.steps` RL steps on `rows` ({id, question, answer, level}); writes metrics.csv and checkpoints.
 
     `allowed` maps a row id to SelfBudgeter's allowed maximum length (warm-start correct length, inf if wrong);
@@ -193,6 +195,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     `max_steps` stops early after that many steps in this call (used to simulate a kill in tests).
     `accelerator` (accelerate.Accelerator) runs data parallel: each process samples its own prompts, gradients
     are averaged, the logged row is the mean over processes and the main process writes the files.
+    With `cfg.beta` > 0 the KL reference is `reference` (a `models.trainable_state`), by default the weights the
+    run starts from: the warm start, not the base model that disabling its adapter would give.
     """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     main = rank == 0
@@ -208,6 +212,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     method = get_method(cfg.method)
     markers = Markers.from_tokenizer(tok)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    if cfg.beta > 0 and reference is None:  # taken before a resume loads a checkpoint: the warm start
+        reference = trainable_state(model)
     metrics, probes, start = [], [], 0
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
@@ -265,7 +271,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             # 4. update
             consistent = False  # weights change before this step's metrics row exists
             model.train()
-            stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id, accelerator)
+            stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id, accelerator, reference)
             model.eval()
             # 5. log
             dt = time.perf_counter() - t0
