@@ -169,6 +169,21 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 @contextlib.contextmanager
+def swapped_in(model, state: dict[str, torch.Tensor]):
+    """Context in which the named parameters hold `state`'s values; the current values are back on exit."""
+    params = dict(model.named_parameters())
+    current = {name: params[name].detach().clone() for name in state}
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in current.items():
+                params[name].copy_(value)
+
+
 def reference_model_ctx(model, reference: dict[str, torch.Tensor] | None = None):
     """Context in which `model` acts as the KL reference; the trained weights are back on exit.
 
@@ -176,21 +191,11 @@ def reference_model_ctx(model, reference: dict[str, torch.Tensor] | None = None)
     start's adapter uses its starting policy as the reference, since disabling that adapter would give the
     untrained base model. Without it, the adapter is disabled (PEFT), else the model is its own reference."""
     if reference is not None:
-        params = dict(model.named_parameters())
-        trained = {name: params[name].detach().clone() for name in reference}
-        with torch.no_grad():
-            for name, value in reference.items():
-                params[name].copy_(value)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, value in trained.items():
-                    params[name].copy_(value)
-        return
+        return swapped_in(model, reference)
     disable = getattr(model, "disable_adapter", None)
-    with disable() if disable is not None and hasattr(model, "peft_config") else contextlib.nullcontext():
-        yield
+    if disable is not None and hasattr(model, "peft_config"):
+        return disable()
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
