@@ -94,6 +94,7 @@ def validate_params(p: dict) -> None:
     """Cheap checks of everything a stage would otherwise discover late, naming the key the user typed."""
     from budgetlab.budgets import prior_weights, validate_budgets
     from budgetlab.loaders import SOURCES, looks_like_hub_id
+    from budgetlab.losses import NORMALISERS
     from budgetlab.methods import METHODS
 
     methods = p.get("METHODS", [])
@@ -119,7 +120,7 @@ def validate_params(p: dict) -> None:
     validate_budgets(p["TRAIN_BUDGETS"])
     validate_budgets(p["EVAL_BUDGETS"])
     prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
-    check_choice("NORMALISER", p.get("NORMALISER", "sequence"), ["sequence", "constant"])
+    check_choice("NORMALISER", p.get("NORMALISER", "sequence"), NORMALISERS)
     # the notebooks train adapters: a full fine-tune (models' adapter='none') has no saved adapter for 02 to load
     check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["lora", "qlora"])
     check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
