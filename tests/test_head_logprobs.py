@@ -104,3 +104,34 @@ def test_token_logprobs_through_the_head_equal_those_through_the_models_logits(m
         assert (head_path[0][~t["mask"].bool()] == 0).all()  # unscored positions are 0
         for a, b in zip(head_path[2], logits_path[2]):  # fp32 sums in another order: relative to the scale
             torch.testing.assert_close(a, b, rtol=tol["rtol"], atol=tol["rtol"] * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_token_logprobs_at_a_temperature_score_softmax_of_logits_over_temperature(monkeypatch, logits_scaled, plain):
+    # Scores at T = 0.5 against scores at T = 1 of logits doubled: both paths, gradients included.
+    from budgetlab.models import load_model
+
+    torch.manual_seed(0)
+    model, _ = load_model("tiny", adapter="lora", lora_r=4)
+    if not plain:
+        monkeypatch.setattr(hl, "PLAIN_HEAD_MODELS", ())
+
+    def run(t, temperature):
+        model.zero_grad()
+        logp, ent = token_logprobs(model, t["ids"], t["attention"], True, t.get("position"), t["mask"],
+                                   temperature=temperature)
+        (logp * t["adv"]).sum().backward()
+        return logp.detach(), ent, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    for t in batch_of_plain_and_packed_rows():
+        hot = run(t, 0.5)
+        with logits_scaled(model, 2.0):
+            expected = run(t, 1.0)
+        plain_t = run(t, 1.0)
+        torch.testing.assert_close(hot[0], expected[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(hot[1], expected[1], rtol=1e-5, atol=1e-5)
+        for a, b in zip(hot[2], expected[2]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+        assert not torch.allclose(hot[0], plain_t[0])  # the temperature changed the scores
+    with pytest.raises(ValueError, match="temperature=0"):
+        token_logprobs(model, t["ids"], t["attention"], temperature=0)

@@ -42,6 +42,7 @@ def test_scientific_notation_is_a_number_although_yaml_1_1_reads_it_as_a_string(
     ({"PROBE_EVERY": -1}, "PROBE_EVERY=-1"),
     ({"ALPHA_END": 0}, "ALPHA_END=0 must be a positive number"),
     ({"LR": -1}, "LR=-1"),
+    ({"TEMPERATURE": 0}, "TEMPERATURE=0 must be a positive number"),
     ({"BETA": -1}, "BETA=-1"),
     ({"QUOTA": "abc"}, "QUOTA='abc'"),
     ({"NORMALISER": "foo"}, "NORMALISER='foo'"),

@@ -89,6 +89,36 @@ def test_a_resumed_run_keeps_the_warm_start_as_its_kl_reference(tmp_path):
     assert full[-1]["kl"] > 0
 
 
+@pytest.mark.parametrize("loss_kind", ["ppo", "sft"])
+def test_the_update_scores_ppo_at_the_sampling_temperature_and_sft_at_one(logits_scaled, loss_kind):
+    # PPO's ratio and KL compare the distribution the rollouts came from, softmax(logits / T); the weighted
+    # SFT step fits the model itself. Gradients at T = 0.5 must equal those of doubled logits at T = 1 (ppo)
+    # or of the unchanged model (sft).
+    from budgetlab.losses import TrainSeq
+    from budgetlab.train import update
+
+    model, tok = warm_started()
+    g = torch.Generator().manual_seed(4)
+    seqs = [TrainSeq(torch.randint(3, 200, (9,), generator=g).tolist(), [0.0] * 4 + [a] * 5, [False] * 4 + [True] * 5)
+            for a in (1.0, -0.5)]
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+
+    def grads(temperature):
+        update(model, opt, seqs, loss_kind, rl_cfg(temperature=temperature, bf16=False), tok.pad_token_id or 0)
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    hot = grads(0.5)
+    if loss_kind == "ppo":
+        with logits_scaled(model, 2.0):
+            expected = grads(1.0)
+    else:
+        expected = grads(1.0)
+    for a, b in zip(hot, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+    if loss_kind == "ppo":
+        assert any(not torch.allclose(a, b) for a, b in zip(hot, grads(1.0)))
+
+
 def test_the_probe_runs_at_the_start_every_k_steps_and_at_the_end_and_survives_a_resume(tmp_path):
     cfg = dict(probe_every=2, probe_size=4, steps=5)
     model, tok = tiny()

@@ -130,8 +130,8 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entropy: bool = False,
-                   position: torch.Tensor | None = None, mask: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   position: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(ids[:, t] | ids[:, <t]) as [B, L] (position 0 is 0), and optionally the per-token entropy.
 
     `attention` is the [B, L] padding mask, or a packed batch's [B, 1, L, L] mask with its `position` ids.
@@ -139,7 +139,10 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entro
     are inserted markers and never trained. With `mask` ([B, L], the trained tokens) only those positions
     are scored (the prompt is read, never scored) and every other entry is 0. Models whose logits are a
     plain frozen head over the last hidden state go through `head_logprobs.chosen_logprobs` (no [B, L, V]
-    tensor); any other model through its own logits."""
+    tensor); any other model through its own logits. `temperature` scores softmax(logits / temperature), the
+    distribution a sampler at that temperature drew from (the RL learner must match its rollouts)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r} must be positive.")
     scored = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.to(torch.bool, copy=True)
     scored[:, 0] = False  # nothing predicts the first token
     kwargs = {"position_ids": position} if position is not None else {}
@@ -147,13 +150,18 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entro
     if split is not None:
         decoder, weight = split
         hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False, **kwargs).last_hidden_state
-        picked, picked_ent = chosen_logprobs(hidden[:, :-1][scored[:, 1:]], weight, ids[scored])
+        hidden = hidden[:, :-1][scored[:, 1:]]
+        if temperature != 1.0:  # the head is linear without bias: W h / T = W (h / T)
+            hidden = hidden / temperature
+        picked, picked_ent = chosen_logprobs(hidden, weight, ids[scored])
     else:  # any other head: full logits, from the one predicting the first column any row scores
         first = int(scored.any(0).nonzero()[0]) if scored.any() else 1
         logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=ids.shape[1] - first + 1,
                        use_cache=False, **kwargs).logits[:, :-1].float()
         keep = scored[:, first:]
         logits, targets = logits[keep], ids[:, first:][keep]
+        if temperature != 1.0:
+            logits = logits / temperature
         logz = torch.logsumexp(logits, dim=-1)
         picked = logits.gather(-1, targets[:, None]).squeeze(-1) - logz
         with torch.no_grad():

@@ -70,7 +70,8 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 
 OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
-                 "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES"}
+                 "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
+                 "TEMPERATURE"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
@@ -78,7 +79,7 @@ INT_AT_LEAST = {"N_TRAIN": 1, "N_EVAL": 1, "SEED": 0, "LORA_R": 1, "SFT_STEPS": 
                 "SB_SFT_STEPS": 0, "SB_SAMPLES": 1, "RL_STEPS": 1, "PROMPTS_PER_STEP": 1, "GENERATIONS": 1,
                 "MAX_SUMMARY": 1, "CHECKPOINT_EVERY": 1, "PROBE_EVERY": 0, "PROBE_SIZE": 1, "PROBE_SAMPLES": 1,
                 "EVAL_SAMPLES": 1, "EVAL_MAX_SUMMARY": 1, "SC_SAMPLES": 0, "PREFILL_POINTS": 1, "REAL_N": 1}
-POSITIVE = ("SFT_LR", "LR", "ALPHA_START", "ALPHA_END")  # numbers that must be > 0
+POSITIVE = ("SFT_LR", "LR", "ALPHA_START", "ALPHA_END", "TEMPERATURE")  # numbers that must be > 0
 NEEDS_A_GROUP = ("grpo", "drgrpo", "selfbudgeter")  # advantages relative to the group: zero when G = 1
 
 

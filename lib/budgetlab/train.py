@@ -143,8 +143,13 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     n_seqs = sum(s.n_sequences for s in seqs)  # packed branches count as the sequences they stand for
     max_len = max([n for s in seqs for n in s.trained_per_sequence()], default=1)
 
+    # The PPO ratio and KL compare the distributions the rollouts were drawn from (softmax(logits / T)); the
+    # weighted SFT step fits the model itself.
+    temperature = cfg.temperature if loss_kind == "ppo" else 1.0
+
     def logprobs(t, with_entropy=False):
-        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"])
+        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"],
+                              temperature)
 
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
