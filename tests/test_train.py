@@ -108,10 +108,7 @@ def test_the_update_scores_ppo_at_the_sampling_temperature_and_sft_at_one(logits
         return [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     hot = grads(0.5)
-    if loss_kind == "ppo":
-        with logits_scaled(model, 2.0):
-            expected = grads(1.0)
-    else:
+    with logits_scaled(model, 2.0 if loss_kind == "ppo" else 1.0):
         expected = grads(1.0)
     for a, b in zip(hot, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
