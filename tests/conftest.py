@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -10,7 +9,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinn
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BUDGETLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -24,23 +22,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@contextlib.contextmanager
-def _scaled_final_norm(model, factor: float):
-    norm = model.get_base_model().model.norm
-    original = norm.weight.detach().clone()
-    with torch.no_grad():
-        norm.weight.mul_(factor)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            norm.weight.copy_(original)
-
-
 @pytest.fixture
 def logits_scaled():
     """`with logits_scaled(model, k):` multiplies every logit of a PEFT-wrapped Llama by k.
 
     The head is linear after the final norm, so scaling the norm's weight scales the logits: softmax(logits / T)
     computed without the temperature code under test."""
-    return _scaled_final_norm
+    from budgetlab.models import swapped_in
+
+    def scaled(model, factor: float):
+        norm = {name: p.detach() * factor for name, p in model.named_parameters() if name.endswith("model.norm.weight")}
+        assert len(norm) == 1, f"expected one final norm, found {sorted(norm)}"
+        return swapped_in(model, norm)
+
+    return scaled

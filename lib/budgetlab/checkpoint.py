@@ -15,10 +15,7 @@ from pathlib import Path
 import torch
 
 from budgetlab.config import atomic_dir, atomic_write_text
-
-
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
+from budgetlab.models import trainable_state
 
 
 def save_checkpoint(out_dir: str | Path, model, opt, step: int, rows: list[dict], extra: dict | None = None,
@@ -27,7 +24,7 @@ def save_checkpoint(out_dir: str | Path, model, opt, step: int, rows: list[dict]
     root = Path(out_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     def build(tmp: Path) -> None:
-        torch.save(_trainable_state(model), tmp / "trainable.pt")
+        torch.save({k: v.cpu() for k, v in trainable_state(model).items()}, tmp / "trainable.pt")
         torch.save(opt.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "rows": rows, **(extra or {})}, default=str))
 
