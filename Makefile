@@ -8,6 +8,8 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
 PYTEST_ARGS ?=
+# extra pipeline arguments, e.g. make run RUN_ARGS="-p PRECISION=fp32"
+RUN_ARGS ?=
 # OpenMP threads that spin while waiting starve each other on a small shared CPU (see LOG.md)
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -27,7 +29,7 @@ setup: $(STAMP)
 
 run: setup
 	@echo "==> running the whole chain on the '$(PROFILE)' profile"
-	$(BIN)/python -m budgetlab.pipeline --profile $(PROFILE)
+	$(BIN)/python -m budgetlab.pipeline --profile $(PROFILE) $(RUN_ARGS)
 
 test: setup
 	@echo "==> running the test suite (fast tier + slow notebook tier)"

@@ -5,9 +5,10 @@
 The peer is a single `generate` call that writes thinking and answer in one go, up to b_max + summary cap
 new tokens: the cost of one full-length answer per problem. Ours samples the same thinking once, then
 forces a summary at every budget of an S-point grid (KV cache reused, all budgets in one batched call,
-summaries decoded under bf16 autocast as the evaluation does). Also timed: the same curve with fp32
-summaries (`ratio_fp32_summaries`), and rebuilding every summary prompt from scratch (bf16 summaries). Runs alternate; medians are
-reported; the last line is JSON with `ratio` = ours / plain.
+summaries decoded in the precision `--precision` resolves to, as the evaluation does: `auto` measures this
+machine, budgetlab.precision). Also timed: the same curve with the other precision's summaries
+(`ratio_other_precision`), and rebuilding every summary prompt from scratch. Runs alternate; medians are
+reported; the last line is JSON with `ratio` = ours / plain, the CPU capability and the precision record.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch  # noqa: E402
 
 from budgetlab.budgets import budget_grid  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
+from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
 from budgetlab.prompts import encode_prompt  # noqa: E402
 from budgetlab.rollout import HFRollout, left_pad  # noqa: E402
 from budgetlab.synthetic import make_synthetic  # noqa: E402
@@ -39,7 +41,7 @@ def plain_pass(model, tok, prompts, max_new: int) -> float:
     return time.perf_counter() - t0
 
 
-def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool, bf16: bool = True) -> float:
+def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool, bf16: bool) -> float:
     roll = HFRollout(model, tok, reuse_cache=reuse, summary_bf16=bf16)
     t0 = time.perf_counter()
     roll.rollout(prompts, budgets, max_summary=max_summary)
@@ -55,31 +57,36 @@ def main(argv=None) -> int:
     ap.add_argument("--max-summary", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, tok = load_model(args.model)
     model.eval()
+    choice = resolve(args.precision, model)
+    bf16 = choice["precision"] == "bf16"
+    print(f"precision {describe(choice)}", flush=True)
     rows = make_synthetic(args.problems, seed=1)
     prompts = [encode_prompt(tok, r["question"]) for r in rows]
     budgets = budget_grid(args.max_thinking, args.budgets)
     # The untrained model rarely closes its thinking, so every pass runs to b_max: a like-for-like token count.
     torch.manual_seed(0)
-    curve(model, tok, prompts[:2], budgets, args.max_summary, True)  # warm-up
-    times = {"plain": [], "ours": [], "ours_fp32": [], "scratch": []}
+    curve(model, tok, prompts[:2], budgets, args.max_summary, True, bf16)  # warm-up
+    times = {"plain": [], "ours": [], "ours_other": [], "scratch": []}
     for r in range(args.rounds):
         torch.manual_seed(r)
         times["plain"].append(plain_pass(model, tok, prompts, args.max_thinking + args.max_summary))
-        times["ours"].append(curve(model, tok, prompts, budgets, args.max_summary, True))
-        times["ours_fp32"].append(curve(model, tok, prompts, budgets, args.max_summary, True, bf16=False))
-        times["scratch"].append(curve(model, tok, prompts, budgets, args.max_summary, False))
+        times["ours"].append(curve(model, tok, prompts, budgets, args.max_summary, True, bf16))
+        times["ours_other"].append(curve(model, tok, prompts, budgets, args.max_summary, True, not bf16))
+        times["scratch"].append(curve(model, tok, prompts, budgets, args.max_summary, False, bf16))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),
                       "scratch_s": round(med["scratch"], 3), "ratio": round(med["ours"] / med["plain"], 3),
-                      "ratio_fp32_summaries": round(med["ours_fp32"] / med["plain"], 3),
+                      "ratio_other_precision": round(med["ours_other"] / med["plain"], 3),
+                      "other_precision": "fp32" if bf16 else "bf16",
                       "ratio_scratch": round(med["scratch"] / med["plain"], 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
-                      "threads": args.threads}))
+                      "threads": args.threads, "cpu_capability": choice["cpu_capability"], "precision": choice}))
     return 0
 
 

@@ -22,11 +22,12 @@ Equal settings (TRL 1.16's defaults differ, so every one is set explicitly; SPEC
   optimiser step per batch (`gradient_accumulation_steps=1`, `steps_per_generation=1`).
 - sampling: temperature 1, top_p 1, top_k 0, no repetition penalty, transformers `generate` (no vLLM,
   no continuous batching), all N*G sequences in one generate call in both.
-- precision: bf16 autocast for the training forward/backward, fp32 weights (TRL `bf16=True` on CPU is
-  accelerate's autocast), no gradient checkpointing (TRL's GRPOConfig default is True; ours is off).
+- precision: `--precision` (auto | fp32 | bf16; auto measures this machine, budgetlab.precision) for both
+  sides: bf16 means bf16 autocast for the training forward/backward with fp32 weights (TRL `bf16=True` on
+  CPU is accelerate's autocast); no gradient checkpointing (TRL's GRPOConfig default is True; ours is off).
   Generation is where the two engines differ, so it is timed both ways: `ours` samples with a merged
-  bf16 copy of the policy synced each step (our default, `RLConfig.rollout_dtype`; what an inference
-  engine does), `ours_fp32` samples with the fp32 LoRA model as TRL's transformers path does
+  copy of the policy in that precision, synced each step (our default, `RLConfig.rollout_dtype`; what an
+  inference engine does), `ours_fp32` samples with the fp32 LoRA model as TRL's transformers path does
   (`ratio_fp32_rollout`). Both sides load the model through `budgetlab.models.load_model`, so both get
   the contiguous-output-head fix.
 - LoRA: the very same `budgetlab.models.lora_config` (r, alpha 32, dropout 0, all linear projections of
@@ -81,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-trl", action="store_true", help="skip TRL (only BRPO vs GRPO)")
     p.add_argument("--no-fp32", action="store_true", help="skip our GRPO run with fp32 rollouts")
     p.add_argument("--profile", action="store_true", help="cProfile one of our GRPO steps, print the top 15")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="both sides' compute precision; auto times a matmul here and takes bf16 only where faster")
     args = p.parse_args(argv)
     for name in ("steps", "rounds", "prompts", "generations", "max_tokens", "summary_tokens", "brpo_budgets",
                  "threads", "lora_r", "lora_layers"):
@@ -143,18 +146,18 @@ def mean(xs) -> float:
 
 # ------------------------------------------------------------------------------------------- ours
 
-def our_config(args, method: str, budgets: list[int], seed: int, steps: int, rollout_dtype: str = "bfloat16"):
+def our_config(args, method: str, budgets: list[int], seed: int, steps: int, rollout_dtype: str = "auto"):
     from budgetlab.train import RLConfig
 
     batch = args.prompts * args.generations
     return RLConfig(method=method, steps=steps, prompts_per_step=args.prompts, generations=args.generations,
                     budgets=budgets, summaries=1, max_summary=args.summary_tokens, temperature=1.0, lr=args.lr,
                     epochs=1, clip_low=0.2, clip_high=0.2, normaliser="sequence", beta=0.0, all_budgets=False,
-                    micro_batch=batch, bf16=True, checkpoint_every=10**9, seed=seed, rollout_dtype=rollout_dtype)
+                    micro_batch=batch, precision=args.precision, checkpoint_every=10**9, seed=seed, rollout_dtype=rollout_dtype)
 
 
 def run_ours(args, rows, method: str, budgets: list[int], seed: int, lora_layers: int,
-             rollout_dtype: str = "bfloat16") -> dict:
+             rollout_dtype: str = "auto") -> dict:
     """One run of train_rl; per timed step: total, sample, score, update seconds and generated tokens."""
     from budgetlab.models import load_model
     from budgetlab.train import train_rl
@@ -214,7 +217,7 @@ def trl_config(args, out_dir: str, seed: int, steps: int, max_completion: int):
         temperature=1.0, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0, use_vllm=False,
         use_transformers_continuous_batching=False, cache_implementation=None, pad_to_multiple_of=None,
         # precision and memory
-        bf16=True, fp16=False, gradient_checkpointing=False, cast_lm_head_to_fp32=False, disable_dropout=False,
+        bf16=args.precision == "bf16", fp16=False, gradient_checkpointing=False, cast_lm_head_to_fp32=False, disable_dropout=False,
         use_cpu=True,
         # bookkeeping kept out of the way
         report_to=[], logging_steps=1, save_strategy="no", eval_strategy="no", disable_tqdm=True,
@@ -299,6 +302,11 @@ def main(argv: list[str] | None = None) -> dict:
         transformers.logging.set_verbosity_error()
     except ImportError:
         pass
+    from budgetlab.precision import describe, model_shape, resolve
+
+    choice = resolve(args.precision, shape=model_shape(args.model))
+    args.precision = choice["precision"]  # both sides run in the measured choice
+    print(f"precision {describe(choice)}", flush=True)
     num_layers = num_layers_of(args.model)
     lora_layers = min(args.lora_layers, num_layers)
     rows = make_synthetic(64, seed=args.seed)
@@ -360,7 +368,9 @@ def main(argv: list[str] | None = None) -> dict:
                    "prompts": args.prompts, "generations": args.generations, "max_thinking_tokens": args.max_tokens,
                    "summary_tokens": args.summary_tokens, "trl_max_completion_length": max_completion,
                    "brpo_budgets": brpo_b, "threads": args.threads, "lora_r": args.lora_r, "lora_alpha": 32,
-                   "lora_layers": lora_layers, "lr": args.lr, "precision": "bf16 autocast train; ours samples with a merged bf16 copy (ours_fp32: fp32 LoRA model), TRL with its fp32 LoRA model",
+                   "lora_layers": lora_layers, "lr": args.lr, "precision": choice,
+                   "cpu_capability": choice["cpu_capability"],
+                   "rollouts": f"ours samples with a merged {choice['precision']} copy (ours_fp32: fp32 LoRA model), TRL with its fp32 LoRA model",
                    "trl_loss_type": "grpo", "ours_normaliser": "sequence", "scale_rewards": "group", "beta": 0.0,
                    "stat": "median of pooled timed steps"},
     }

@@ -4,8 +4,9 @@
 
 An RL step's reward is measured on the prompts that step drew, so a per-step curve mixes learning with how
 hard those prompts were. Every method draws the same prompts at the same step (`train.step_prompts`), so
-this script samples `--samples` answers from the *untrained* warm start (RUN_DIR/adapters/warmstart, bf16
-generation copy, training temperature, largest training budget) to each prompt of steps 1..`--steps`, and
+this script samples `--samples` answers from the *untrained* warm start (RUN_DIR/adapters/warmstart, the
+run's precision for the generation copy, training temperature, largest training budget) to each prompt of
+steps 1..`--steps`, and
 subtracts that frozen reward from each method's per-step reward in RUN_DIR/rl/<method>/metrics.csv (or the
 `--metrics LABEL=CSV` given). What is left, gain = trained − frozen on the same prompts, rises only if the
 policy improved. SelfBudgeter is left out: it trains on its own subset with its own reward.
@@ -31,6 +32,7 @@ from budgetlab import plots  # noqa: E402
 from budgetlab.anytime import evaluate_model  # noqa: E402
 from budgetlab.data import read_split  # noqa: E402
 from budgetlab.inference import generation_copy  # noqa: E402
+from budgetlab.precision import dtype_name, use_bf16  # noqa: E402
 from budgetlab.models import load_run_adapter, run_adapter_dir  # noqa: E402
 from budgetlab.train import step_prompts  # noqa: E402
 
@@ -94,10 +96,12 @@ def sample_frozen(run: Path, params: dict, steps: int, samples: int, seed: int) 
     unique = list({r["id"]: r for batch in per_step for r in batch}.values())
 
     model, tok = load_run_adapter(run, params)
-    sampler = generation_copy(model, "bfloat16")  # sample as the RL loop does
+    bf16 = use_bf16(params.get("PRECISION", "auto"), model)
+    sampler = generation_copy(model, dtype_name(bf16))  # sample as the RL loop does
     torch.manual_seed(seed)
     df = evaluate_model(sampler.model if sampler else model, tok, unique, [int(params["TRAIN_BUDGETS"][-1])],
-                        samples=samples, do_sample=True, max_summary=int(params["MAX_SUMMARY"]), name="frozen")
+                        samples=samples, do_sample=True, max_summary=int(params["MAX_SUMMARY"]), name="frozen",
+                        precision="bf16" if bf16 else "fp32")
     by_id = df.groupby("id")["correct"].mean()
     return pd.DataFrame({"step": range(1, steps + 1),
                          "frozen_reward": [float(by_id[[r["id"] for r in b]].mean()) for b in per_step]})

@@ -20,3 +20,31 @@ def test_sft_lowers_the_loss_on_a_fixed_batch(tmp_path):
                progress=False)
     assert rows[-1]["loss"] < rows[0]["loss"] * 0.9
     assert (tmp_path / "metrics.csv").exists() and latest_checkpoint(tmp_path).name == "step_000012"
+
+
+def test_the_precision_setting_reaches_the_training_autocast(tmp_path, monkeypatch):
+    import contextlib
+
+    import budgetlab.sft as sft_module
+
+    seen = []
+
+    def recording_autocast(enabled, device):
+        seen.append(enabled)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(sft_module, "autocast", recording_autocast)
+    model, tok = load_model("tiny", adapter="lora", lora_r=4)
+    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in ROWS]
+    for setting, bf16 in (("bf16", True), ("fp32", False)):
+        seen.clear()
+        sft(model, tok, examples, SFTConfig(steps=1, batch_size=2, precision=setting), tmp_path / setting,
+            progress=False)
+        assert seen == [bf16]
+
+
+def test_an_unknown_precision_is_refused_before_any_step(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="precision='half' is not accepted"):
+        sft(None, None, [object()], SFTConfig(precision="half"), tmp_path, progress=False)

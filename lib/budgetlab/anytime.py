@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from budgetlab.budgets import validate_budgets
+from budgetlab.precision import use_bf16
 from budgetlab.prompts import encode_prompt
 from budgetlab.grading import extract_boxed, is_correct, is_formatted
 from budgetlab.rollout import HFRollout
@@ -23,18 +24,19 @@ from budgetlab.truncation import parse_budget_tag
 def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, samples: int = 1,
                    max_summary: int = 12, do_sample: bool | None = None, temperature: float = 1.0,
                    budget_tag: str | int | None = None, batch_size: int = 64, progress: bool = True,
-                   name: str = "model", summary_bf16: bool = True) -> pd.DataFrame:
+                   name: str = "model", precision: str = "auto") -> pd.DataFrame:
     """Long table of graded forced summaries: columns id, level, sample, budget, correct, formatted, ...
 
     `budget_tag`: None (plain prompt), "self" (the model writes `<budget>N</budget>` first, SelfBudgeter)
     or an int N (pre-filled tag: the user sets the budget). Greedy unless samples > 1 or do_sample.
-    `summary_bf16`: decode the forced summaries under bf16 autocast (see `HFRollout`).
+    `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes the forced summaries under autocast.
     """
     budgets = validate_budgets(budgets)
     if samples < 1:
         raise ValueError(f"samples={samples!r} must be a positive integer.")
     do_sample = samples > 1 if do_sample is None else do_sample
-    rollout = HFRollout(model, tok, temperature=temperature, batch_size=batch_size, summary_bf16=summary_bf16)
+    rollout = HFRollout(model, tok, temperature=temperature, batch_size=batch_size,
+                        summary_bf16=use_bf16(precision, model))
     expanded = [r for r in rows for _ in range(samples)]
     spans = None
     if budget_tag is None:

@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
 
     from budgetlab.models import load_model, trainable_state
+    from budgetlab.precision import resolve
     from budgetlab.synthetic import make_synthetic
     from budgetlab.train import RLConfig, train_rl
 
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)  # identical initial adapter on every rank
     model, tok = load_model(args.model, adapter=args.adapter, lora_r=4,
                             device="cuda" if acc.device.type == "cuda" else "cpu")
+    # every rank computes in the precision rank 0 measured: timings differ between processes, results must not
+    choice = [resolve(cfg.precision, model)["precision"]]
+    broadcast_object_list(choice)
+    cfg.precision = choice[0]
     reference = None
     if args.perturb:
         reference = trainable_state(model)

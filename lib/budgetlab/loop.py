@@ -1,5 +1,5 @@
 """What the SFT and RL loops share: per-step seeds (so a resumed run replays any step), bf16 autocast for the
-training forward/backward, and the progress bar."""
+training forward/backward where `budgetlab.precision` chose it, and the progress bar."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def step_seed(seed: int, step: int) -> int:
 
 
 def autocast(enabled: bool, device: torch.device):
-    """bf16 autocast for the training forward/backward (on CPU it needs AVX512-BF16 to pay off, SPEC §4)."""
+    """bf16 autocast for the training forward/backward when enabled (`precision.use_bf16` decides, SPEC §4)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 

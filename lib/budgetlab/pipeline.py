@@ -4,7 +4,7 @@
     python -m budgetlab.pipeline --profile default --sweep method=grpo,brpo SEED=0,1
     python -m budgetlab.pipeline --profile default --until 02_rl    # stop after training; --resume goes on
 
-A profile is a flat YAML file in params/. Every value is validated before any model work. Each stage
+A profile is a flat YAML file in params/ (budgetlab.params checks every value before any model work). Each stage
 leaves its executed notebook under RUN_DIR/notebooks/ and a marker under RUN_DIR/stages/, so --resume
 skips finished stages and lets an interrupted training stage continue from its last checkpoint.
 """
@@ -20,126 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from budgetlab.config import PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice
+from budgetlab.params import load_params, parse_value, profiles
+from budgetlab.precision import describe, model_shape, resolve
 
-PARAMS_DIR = PROJECT_ROOT / "params"
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 STAGES = ("00_data_prep", "01_budget_sft", "02_rl", "03_anytime_eval", "04_report")
 
 
-def profiles() -> list[str]:
-    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
-
-
-SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
-
-
-def scientific_as_float(value):
-    """YAML 1.1 (PyYAML) reads 5e-4 as a string; a researcher means the number. Lists are walked."""
-    if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [scientific_as_float(v) for v in value]
-    return value
-
-
-def parse_value(text: str):
-    """A -p value as YAML (numbers, 5e-4 included, lists, null, booleans), else the plain string."""
-    try:
-        return scientific_as_float(yaml.safe_load(text))
-    except yaml.YAMLError:
-        return text
-
-
-def load_params(profile: str, overrides: dict | None = None) -> dict:
-    """The profile's parameters with overrides applied and validated (one sentence on the first problem)."""
-    check_choice("profile", profile, profiles())
-    params = yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text()) or {}
-    params = {k: scientific_as_float(v) for k, v in params.items()}
-    for key, value in (overrides or {}).items():
-        key = key.upper()
-        if key not in params and key not in OPTIONAL_KEYS:
-            raise ValueError(f"parameter {key!r} is not known; use one of {sorted(set(params) | OPTIONAL_KEYS)}.")
-        params[key] = value
-    params["PROFILE"] = profile
-    validate_params(params)
-    return params
-
-
-OPTIONAL_KEYS = {"SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
-                 "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
-                 "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
-                 "TEMPERATURE"}
-
-
-# integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
-INT_AT_LEAST = {"N_TRAIN": 1, "N_EVAL": 1, "SEED": 0, "LORA_R": 1, "SFT_STEPS": 1, "SFT_BATCH": 1, "SB_PROBLEMS": 0,
-                "SB_SFT_STEPS": 0, "SB_SAMPLES": 1, "RL_STEPS": 1, "PROMPTS_PER_STEP": 1, "GENERATIONS": 1,
-                "MAX_SUMMARY": 1, "CHECKPOINT_EVERY": 1, "PROBE_EVERY": 0, "PROBE_SIZE": 1, "PROBE_SAMPLES": 1,
-                "EVAL_SAMPLES": 1, "EVAL_MAX_SUMMARY": 1, "SC_SAMPLES": 0, "PREFILL_POINTS": 1, "REAL_N": 1}
-POSITIVE = ("SFT_LR", "LR", "ALPHA_START", "ALPHA_END", "TEMPERATURE")  # numbers that must be > 0
-NEEDS_A_GROUP = ("grpo", "drgrpo", "selfbudgeter")  # advantages relative to the group: zero when G = 1
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def validate_params(p: dict) -> None:
-    """Cheap checks of everything a stage would otherwise discover late, naming the key the user typed."""
-    from budgetlab.budgets import prior_weights, validate_budgets
-    from budgetlab.loaders import SOURCES, looks_like_hub_id
-    from budgetlab.losses import NORMALISERS
-    from budgetlab.methods import METHODS
-
-    methods = p.get("METHODS", [])
-    if not isinstance(methods, list) or not methods:
-        raise ValueError(f"METHODS={methods!r} must be a non-empty list drawn from {sorted(METHODS)}.")
-    for m in methods:
-        check_choice("method", m, sorted(METHODS))
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"METHODS={methods!r} names a method twice; each method trains once per run.")
-    for key, low in INT_AT_LEAST.items():
-        if key in p and not (_is_int(p[key]) and p[key] >= low):
-            raise ValueError(f"{key}={p[key]!r} must be an integer >= {low}.")
-    for key in POSITIVE:
-        if key in p and not (_is_number(p[key]) and p[key] > 0):
-            raise ValueError(f"{key}={p[key]!r} must be a positive number.")
-    if "BETA" in p and not (_is_number(p["BETA"]) and p["BETA"] >= 0):
-        raise ValueError(f"BETA={p['BETA']!r} must be 0 (no KL term) or a positive number.")
-    if p.get("LORA_LAYERS") is not None and not (_is_int(p["LORA_LAYERS"]) and p["LORA_LAYERS"] >= 1):
-        raise ValueError(f"LORA_LAYERS={p['LORA_LAYERS']!r} must be null (every layer) or an integer >= 1.")
-    if p.get("GENERATIONS", 2) == 1 and set(methods) & set(NEEDS_A_GROUP):
-        raise ValueError(f"GENERATIONS=1 gives {sorted(set(methods) & set(NEEDS_A_GROUP))} zero advantages "
-                         "(one trace per prompt has no group to compare with); use GENERATIONS >= 2.")
-    validate_budgets(p["TRAIN_BUDGETS"])
-    validate_budgets(p["EVAL_BUDGETS"])
-    prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
-    check_choice("NORMALISER", p.get("NORMALISER", "sequence"), NORMALISERS)
-    # the notebooks train adapters: a full fine-tune (models' adapter='none') has no saved adapter for 02 to load
-    check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["lora", "qlora"])
-    check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
-    if p.get("REAL_DATA"):
-        check_choice("REAL_TASK", p.get("REAL_TASK", "gsm8k"), [s for s in SOURCES if s != "synthetic"])
-        real = str(p["REAL_DATA"])
-        if not Path(real).exists() and not looks_like_hub_id(real):
-            raise ValueError(f"REAL_DATA={real!r} does not exist; use a .jsonl file or a hub id org/name.")
-    if "selfbudgeter" in methods and p.get("SB_PROBLEMS", 1) == 0:  # an integer >= 0 by now
-        raise ValueError(f"SB_PROBLEMS={p['SB_PROBLEMS']!r} labels no questions, but METHODS includes 'selfbudgeter', "
-                         "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
-    if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
-        raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
-    if "QUOTA" in p and not (_is_number(p["QUOTA"]) and 0 <= p["QUOTA"] <= 1):
-        raise ValueError(f"QUOTA={p['QUOTA']!r} must be a number in [0, 1].")
-    model = str(p.get("MODEL", "default"))
-    if model not in ("default", "tiny") and not Path(model).exists() and not looks_like_hub_id(model):
-        raise ValueError(f"MODEL={model!r} does not exist; use 'default', 'tiny', a local folder or a hub id org/name.")
+def run_precision(params: dict, run_dir: Path, resume: bool) -> dict:
+    """The run's precision record (budgetlab.precision.resolve), measured once and kept in config.json, so a
+    resumed run computes in the precision its first part chose."""
+    old = run_dir / "config.json"
+    if resume and old.exists() and "PRECISION_CHOICE" in (earlier := json.loads(old.read_text())):
+        return earlier["PRECISION_CHOICE"]
+    return resolve(params.get("PRECISION", "auto"), shape=model_shape(str(params.get("MODEL", "default"))))
 
 
 def stage_runs(params: dict) -> list[tuple[str, str, dict]]:
@@ -202,9 +97,12 @@ def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None 
     if run_dir.exists() and any(run_dir.iterdir()) and not resume and (run_dir / "stages").exists():
         raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it or pick another.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", params)
+    choice = run_precision(params, run_dir, resume)
+    params = {**params, "PRECISION": choice["precision"]}  # the notebooks get the measured choice, not "auto"
+    atomic_write_json(run_dir / "config.json", {**params, "PRECISION_CHOICE": choice})
     t_start, timings = time.perf_counter(), {}
     print(f"[budgetlab] profile={profile} run_dir={run_dir}", flush=True)
+    print(f"[budgetlab] precision {describe(choice)}", flush=True)
     for stage, name, extra in stage_runs(params):
         if until is not None and STAGES.index(stage) > STAGES.index(until):
             break
@@ -230,6 +128,7 @@ def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None 
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["stage_seconds"] = {**summary.get("stage_seconds", {}), **{k: round(v, 1) for k, v in timings.items()}}
     summary["wall_seconds"] = round(total, 1)
+    summary["precision"] = choice
     atomic_write_json(run_dir / "summary.json", summary)
     append_index(run_dir, params, total)
     print(f"[budgetlab] done in {total:.0f}s: {run_dir / 'report.html'}", flush=True)

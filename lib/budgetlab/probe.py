@@ -36,7 +36,7 @@ def probe_rows(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
 
 
 def probe(model, tok, rows: Sequence[dict], budgets: Sequence[int], max_summary: int, *, samples: int = 4,
-          temperature: float = 1.0, seed: int = 0, self_budget: bool = False) -> dict:
+          temperature: float = 1.0, seed: int = 0, self_budget: bool = False, precision: str = "auto") -> dict:
     """`samples` answers to each row, cut at each of `budgets`, drawn from `seed` (the caller's random state is
     left as it was): mean correctness at the largest budget, the anytime score (uniform over `budgets`), thinking
     length, closed share and, with `self_budget`, the mean declared budget and its Spearman correlation with the
@@ -44,7 +44,8 @@ def probe(model, tok, rows: Sequence[dict], budgets: Sequence[int], max_summary:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         df = evaluate_model(model, tok, rows, budgets, samples=samples, do_sample=True, temperature=temperature,
-                            max_summary=max_summary, budget_tag="self" if self_budget else None, progress=False)
+                            max_summary=max_summary, budget_tag="self" if self_budget else None, progress=False,
+                            precision=precision)
     by_budget = df.groupby("budget")["correct"].mean()
     first = df[df["budget"] == by_budget.index.max()]  # one row per answer
     out = {"probe_reward": float(by_budget.iloc[-1]), "probe_anytime": anytime_score(by_budget.to_dict()),

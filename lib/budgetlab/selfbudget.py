@@ -14,6 +14,7 @@ import torch
 
 from budgetlab.inference import generation_copy
 from budgetlab.losses import TrainSeq
+from budgetlab.precision import dtype_name, use_bf16
 from budgetlab.prompts import encode_prompt, sft_example
 from budgetlab.rewards import correctness_reward, selfbudgeter_reward_parts
 from budgetlab.rollout import HFRollout
@@ -21,20 +22,21 @@ from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
 
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
-                  batch_size: int = 64, samples: int = 1) -> list[dict]:
+                  batch_size: int = 64, samples: int = 1, precision: str = "auto") -> list[dict]:
     """Warm-start answers per row: {id, level, correct, length (inf if never correct), thinking_ids, pass_rate}.
 
     `samples` = 1 answers greedily; k > 1 samples k answers and keeps the shortest correct one, so harder
     questions, which the model solves only sometimes, get labels too (SPEC §5: pass rate and correct length
-    over k samples). Answers come from the model's bf16 generation copy, as RL rollouts do.
+    over k samples). Answers come from the model's generation copy in `precision`'s dtype, as RL rollouts do.
     """
     if int(samples) < 1:
         raise ValueError(f"samples={samples!r} must be a positive integer.")
     if not rows:  # SB_PROBLEMS = 0: phase 1 is skipped
         return []
     k = int(samples)
-    copy = generation_copy(model)  # bf16 generation copy (budgetlab.inference); None for a 4-bit base
-    rollout = HFRollout(copy.model if copy else model, tok, batch_size=batch_size, summary_bf16=True)
+    bf16 = use_bf16(precision, model)
+    copy = generation_copy(model, dtype_name(bf16))  # budgetlab.inference; None for a 4-bit base
+    rollout = HFRollout(copy.model if copy else model, tok, batch_size=batch_size, summary_bf16=bf16)
     prompts = [encode_prompt(tok, r["question"]) for r in rows for _ in range(k)]
     traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=k > 1)
     out = []

@@ -18,6 +18,7 @@ import torch
 from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 from budgetlab.loop import autocast, progress_bar, step_seed
 from budgetlab.losses import TrainSeq, collate, token_logprobs, weighted_sft_loss
+from budgetlab.precision import check_precision, use_bf16
 
 
 @dataclass
@@ -26,7 +27,7 @@ class SFTConfig:
     batch_size: int = 16  # examples per step
     lr: float = 2e-4
     micro_batch: int = 16  # examples per forward/backward (memory bound)
-    bf16: bool = True  # bf16 autocast for forward/backward
+    precision: str = "auto"  # auto | fp32 | bf16: autocast for forward/backward (budgetlab.precision)
     seed: int = 0
     checkpoint_every: int = 20
 
@@ -36,8 +37,10 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
     """Supervised fine-tuning of the trainable (LoRA) weights on `examples`; returns one metrics row per step."""
     if not examples:
         raise ValueError("sft got no examples; give at least one (prompt, target) pair.")
+    check_precision(cfg.precision)
     out_dir = Path(out_dir)
     device = next(model.parameters()).device
+    bf16 = use_bf16(cfg.precision, model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     rows, start = [], 0
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
@@ -55,7 +58,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             total, n_tok = 0.0, 0
             for mb in range(0, len(batch), cfg.micro_batch):
                 t = {k: v.to(device) for k, v in collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id).items()}
-                with autocast(cfg.bf16, device):
+                with autocast(bf16, device):
                     logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"])
                 loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
                 loss.backward()

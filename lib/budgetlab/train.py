@@ -22,6 +22,7 @@ from budgetlab.loop import autocast, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS, TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.methods import METHODS, Step, expensive_default, get_method
 from budgetlab.models import reference_model_ctx, trainable_state
+from budgetlab.precision import PRECISIONS, dtype_name, use_bf16
 from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
@@ -58,10 +59,11 @@ class RLConfig:
     sb_length_when_wrong: bool = True  # SelfBudgeter: False pays the length-match term to correct answers only
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
-    bf16: bool = True  # bf16 autocast for the update and the summary decode
+    precision: str = "auto"  # auto | fp32 | bf16 (budgetlab.precision): the update's autocast, the summary decode
     # Sample with a merged copy of the policy in this dtype, synced before every step (budgetlab.inference);
-    # "model" samples with the training model itself (always so for 4-bit QLoRA bases).
-    rollout_dtype: str = "bfloat16"
+    # "auto" takes the dtype `precision` resolves to; "model" samples with the training model itself (always so
+    # for 4-bit QLoRA bases).
+    rollout_dtype: str = "auto"
     checkpoint_every: int = 5
     probe_every: int = 0  # probe fixed problems every k steps, at the start and at the end; 0: off
     probe_size: int = 32  # problems in the probe
@@ -75,7 +77,8 @@ class RLConfig:
         prior_weights(self.prior, self.budgets)
         check_choice("brpo_mode", self.brpo_mode, ["brpo", "v1", "v2", "none"])
         check_choice("normaliser", self.normaliser, NORMALISERS)
-        check_choice("rollout_dtype", self.rollout_dtype, ["bfloat16", "float32", "model"])
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("rollout_dtype", self.rollout_dtype, ["auto", "bfloat16", "float32", "model"])
         check_range("quota", self.quota, 0.0, 1.0)
         check_range("decay", self.decay, 0.0, 1.0)
         for name in ("steps", "prompts_per_step", "generations", "summaries", "max_summary", "epochs", "micro_batch",
@@ -138,6 +141,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     if not seqs and (accelerator is None or accelerator.num_processes == 1):
         return stats
     device = next(model.parameters()).device
+    bf16 = use_bf16(cfg.precision, model)
     batches = [seqs[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
     tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
     n_seqs = sum(s.n_sequences for s in seqs)  # packed branches count as the sequences they stand for
@@ -153,15 +157,15 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
 
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
-        with torch.no_grad(), autocast(cfg.bf16, device):
+        with torch.no_grad(), autocast(bf16, device):
             old = [logprobs(t)[0] for t in tensors]
     if cfg.beta > 0 and loss_kind == "ppo":
-        with torch.no_grad(), reference_model_ctx(model, reference), autocast(cfg.bf16, device):
+        with torch.no_grad(), reference_model_ctx(model, reference), autocast(bf16, device):
             ref = [logprobs(t)[0] for t in tensors]
     for epoch in range(cfg.epochs):
         opt.zero_grad(set_to_none=True)
         for b, t in enumerate(tensors):
-            with autocast(cfg.bf16, device):
+            with autocast(bf16, device):
                 logp, ent = logprobs(t, with_entropy=epoch == 0)
             if loss_kind == "sft":
                 if "segment" in t:
@@ -223,8 +227,9 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     if resume and (ck := latest_checkpoint(out_dir)) is not None:
         start, metrics = load_checkpoint(ck, model, opt)
         probes = checkpoint_state(ck).get("probes", [])
-    sampler = generation_copy(model, cfg.rollout_dtype)
-    rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=cfg.bf16)
+    bf16 = use_bf16(cfg.precision, model)
+    sampler = generation_copy(model, dtype_name(bf16) if cfg.rollout_dtype == "auto" else cfg.rollout_dtype)
+    rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=bf16)
     fixed = probe_rows(rows, cfg.probe_size, cfg.seed) if cfg.probe_every and main else []
 
     def run_probe(done: int) -> None:  # the policy after `done` steps, on the fixed rows
@@ -232,7 +237,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             sampler.sync()
         probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets,
                                               cfg.max_summary, samples=cfg.probe_samples, temperature=cfg.temperature,
-                                              seed=cfg.seed, self_budget=cfg.method == "selfbudgeter")})
+                                              seed=cfg.seed, self_budget=cfg.method == "selfbudgeter",
+                                              precision="bf16" if bf16 else "fp32")})
         write_metrics(out_dir / "probe.csv", probes)
 
     def save(done: int) -> None:

@@ -1,0 +1,130 @@
+"""The float precision every stage computes in, chosen by measuring this machine (SPEC §4).
+
+bf16 autocast runs the matmuls faster on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX). On a CPU
+without it (AVX2 only) torch emulates bf16, and one SFT step of the default model took 118-131 s against
+4.2-5.5 s in fp32. So the setting `auto` times one `linear` of the model's own shapes in both precisions (a
+fraction of a second, once per process and shape) and keeps bf16 only where it is measured at least
+`SPEEDUP_NEEDED` times faster; `fp32` and `bf16` override the measurement. The choice covers the training
+autocast, the dtype of the generation copy and the forced-summary decode.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+SPEEDUP_NEEDED = 1.1  # bf16 must win by 10%: nearer than that, timing noise would decide and fp32 is exact
+DEFAULT_SHAPE = (576, 1536)  # (hidden, intermediate) of the embedded SmolLM2-135M
+ROWS = 512  # tokens in the timed matmul: a 16 x 32 training micro-batch
+
+
+def check_precision(precision: str) -> str:
+    """precision if it is one of PRECISIONS, else ValueError in one sentence."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not accepted; use one of {list(PRECISIONS)}.")
+    return precision
+
+
+def choose(fp32_seconds: float, bf16_seconds: float, speedup: float = SPEEDUP_NEEDED) -> str:
+    """'bf16' when fp32_seconds / bf16_seconds >= speedup, else 'fp32' (also for non-positive timings)."""
+    if not (fp32_seconds > 0 and bf16_seconds > 0):
+        return "fp32"
+    return "bf16" if fp32_seconds / bf16_seconds >= speedup else "fp32"
+
+
+def cpu_capability() -> str:
+    """torch's name for this CPU's vector extension: 'AVX2', 'AVX512', ... (AMX and AVX512-BF16 show as AVX512)."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_linear(bf16: bool, hidden: int, intermediate: int, device: torch.device, repeats: int = 5) -> float:
+    """Median seconds of linear(x[ROWS, hidden], W[intermediate, hidden]) with fp32 tensors, under bf16
+    autocast when `bf16` (so the weight cast of every call is paid, as in training), after one warm-up."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(ROWS, hidden, generator=gen).to(device)
+    w = torch.randn(intermediate, hidden, generator=gen).to(device)
+    times = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(repeats + 1):
+            _sync(device)
+            t0 = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def shape_of(model=None) -> tuple[int, int]:
+    """(hidden, intermediate) of a transformers/peft model's config; the embedded default's without one."""
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None)
+    inter = getattr(config, "intermediate_size", None) or (4 * hidden if hidden else None)
+    return (int(hidden), int(inter)) if hidden else DEFAULT_SHAPE
+
+
+def model_shape(model: str) -> tuple[int, int] | None:
+    """(hidden, intermediate) from a model folder's config.json without loading weights; None for the embedded
+    default (not converted yet on a first run: its shape is DEFAULT_SHAPE) and for hub ids (offline)."""
+    import json
+    from pathlib import Path
+
+    from budgetlab.model_files import resolve_model_path
+
+    if model == "default":
+        return None
+    config = Path(resolve_model_path(model)) / "config.json"  # "tiny" is built here: a few MB, a second
+    if not config.exists():
+        return None
+    c = json.loads(config.read_text())
+    hidden = c.get("hidden_size")
+    return (int(hidden), int(c.get("intermediate_size") or 4 * hidden)) if hidden else None
+
+
+@functools.lru_cache(maxsize=None)
+def _measured(device_type: str, hidden: int, intermediate: int) -> tuple[float, float]:
+    device = torch.device(device_type)
+    return (time_linear(False, hidden, intermediate, device), time_linear(True, hidden, intermediate, device))
+
+
+def resolve(setting: str = "auto", model=None, device: str | torch.device | None = None,
+            shape: tuple[int, int] | None = None) -> dict:
+    """The precision to use, as a record for config.json and summary.json:
+    {setting, precision ('fp32' | 'bf16'), cpu_capability, device, and for `auto` the timed shape and ms}."""
+    check_precision(setting)
+    if device is None:
+        device = next(model.parameters()).device if model is not None else torch.device("cpu")
+    device = torch.device(device)
+    record = {"setting": setting, "precision": setting, "cpu_capability": cpu_capability(), "device": device.type}
+    if setting == "auto":
+        hidden, inter = shape or shape_of(model)
+        fp32_s, bf16_s = _measured(device.type, hidden, inter)
+        record.update(precision=choose(fp32_s, bf16_s), shape=[ROWS, hidden, inter],
+                      fp32_ms=round(fp32_s * 1e3, 3), bf16_ms=round(bf16_s * 1e3, 3))
+    return record
+
+
+def use_bf16(setting: str, model=None) -> bool:
+    """True when `setting` resolves to bf16 for `model` (its shapes and device)."""
+    return resolve(setting, model)["precision"] == "bf16"
+
+
+def dtype_name(bf16: bool) -> str:
+    """The transformers dtype name of a precision: 'bfloat16' or 'float32'."""
+    return "bfloat16" if bf16 else "float32"
+
+
+def describe(record: dict) -> str:
+    """One line for logs: 'bf16 (auto: linear 512x576x1536 bf16 0.87 ms, fp32 3.77 ms; CPU AVX512)'."""
+    why = "as set"
+    if record["setting"] == "auto":
+        why = "auto: linear {} bf16 {} ms, fp32 {} ms".format("x".join(map(str, record["shape"])), record["bf16_ms"],
+                                                               record["fp32_ms"])
+    return f"{record['precision']} ({why}; {record['device']} {record['cpu_capability']})"
