@@ -26,6 +26,20 @@ def test_summary_has_the_untrained_start_and_every_method_in_the_spec_shape(smok
         assert 0.0 <= m["anytime_score"] <= 1.0, name
         assert len(m["accuracy_by_budget"]) >= 2, name
         assert m["mean_thinking_tokens"] >= 0, name
+    assert summary["precision"]["precision"] in ("fp32", "bf16") and summary["precision"]["cpu_capability"]
+
+
+def test_summary_carries_the_effects_table_with_a_verdict_per_claim(smoke_run):
+    # the smoke run trains every method, so every claim of budgetlab.stats.CLAIMS has a row; on a tiny random
+    # model most verdicts read inconclusive, and this checks the table's shape, not its outcome
+    from budgetlab.stats import CLAIMS, VERDICTS
+
+    effects = json.loads((smoke_run / "summary.json").read_text())["effects"]
+    assert [e["claim"] for e in effects] == [c.claim for c in CLAIMS]
+    for e in effects:
+        assert e["verdict"] in VERDICTS
+        assert {"difference", "low", "high", "threshold", "direction", "n", "paper"} <= set(e)
+    assert "seed papers" in (smoke_run / "report.html").read_text()
 
 
 def test_every_stage_left_its_executed_notebook_and_the_report_embeds_its_figures(smoke_run):
