@@ -99,7 +99,7 @@ def test_the_update_scores_ppo_at_the_sampling_temperature_and_sft_at_one(logits
     # SFT step fits the model itself. Gradients at T = 0.5 must equal those of doubled logits at T = 1 (ppo)
     # or of the unchanged model (sft).
     from budgetlab.losses import TrainSeq
-    from budgetlab.train import update
+    from budgetlab.update import update
 
     model, tok = warm_started()
     g = torch.Generator().manual_seed(4)

@@ -1,0 +1,87 @@
+"""The RL update: PPO-clip (or IBPO's weighted SFT) epochs over one step's training sequences.
+
+`train_rl` calls `update` once per step, after the method has turned traces and rewards into `TrainSeq`s;
+with several processes the gradients are averaged before every optimizer step, as DDP does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from budgetlab.loop import autocast
+from budgetlab.losses import TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
+from budgetlab.models import reference_model_ctx
+from budgetlab.precision import use_bf16
+
+if TYPE_CHECKING:
+    from budgetlab.train import RLConfig
+
+
+def average_gradients(model, accelerator) -> None:
+    """Data parallel: every process ends the backward pass with the mean gradient over processes (as DDP does)."""
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:  # a process with nothing to train this step still joins the all-reduce
+                p.grad = torch.zeros_like(p)
+            p.grad = accelerator.reduce(p.grad, reduction="mean")
+
+
+def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_id: int,
+           accelerator=None, reference: dict | None = None) -> dict[str, float]:
+    """PPO-clip (or weighted SFT) over `cfg.epochs` passes; old log-probs are the sampling policy's.
+
+    With `cfg.beta` > 0 the KL reference is `reference` (the run's starting weights), else the adapter disabled."""
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "train_tokens": sum(s.n_trained for s in seqs)}
+    if not seqs and (accelerator is None or accelerator.num_processes == 1):
+        return stats
+    device = next(model.parameters()).device
+    bf16 = use_bf16(cfg.precision, model)
+    batches = [seqs[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
+    tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
+    n_seqs = sum(s.n_sequences for s in seqs)  # packed branches count as the sequences they stand for
+    max_len = max([n for s in seqs for n in s.trained_per_sequence()], default=1)
+
+    # The PPO ratio and KL compare the distributions the rollouts were drawn from (softmax(logits / T)); the
+    # weighted SFT step fits the model itself.
+    temperature = cfg.temperature if loss_kind == "ppo" else 1.0
+
+    def logprobs(t, with_entropy=False):
+        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"],
+                              temperature)
+
+    old = ref = None
+    if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
+        with torch.no_grad(), autocast(bf16, device):
+            old = [logprobs(t)[0] for t in tensors]
+    if cfg.beta > 0 and loss_kind == "ppo":
+        with torch.no_grad(), reference_model_ctx(model, reference), autocast(bf16, device):
+            ref = [logprobs(t)[0] for t in tensors]
+    for epoch in range(cfg.epochs):
+        opt.zero_grad(set_to_none=True)
+        for b, t in enumerate(tensors):
+            with autocast(bf16, device):
+                logp, ent = logprobs(t, with_entropy=epoch == 0)
+            if loss_kind == "sft":
+                if "segment" in t:
+                    raise ValueError("weighted SFT takes plain sequences; packed branches are a PPO-loss layout.")
+                loss, st = weighted_sft_loss(logp, t["mask"], t["weight"]), {}
+            else:
+                old_b = old[b] if old is not None else logp.detach()
+                loss, st = ppo_clip_loss(logp, old_b, t["adv"], t["mask"], clip_low=cfg.clip_low,
+                                         clip_high=cfg.clip_high, normaliser=cfg.normaliser, max_len=max_len,
+                                         ref_logp=ref[b] if ref is not None else None, beta=cfg.beta,
+                                         segment=t.get("segment"))
+            (loss / n_seqs).backward()
+            w = sum(s.n_sequences for s in batches[b]) / n_seqs
+            stats["loss"] += float(loss.detach()) / n_seqs / cfg.epochs
+            for k, v in st.items():
+                stats[k] += v * w / cfg.epochs
+            if ent is not None:
+                m = t["mask"].float()
+                stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * w
+        if accelerator is not None and accelerator.num_processes > 1:
+            average_gradients(model, accelerator)
+        opt.step()
+    return stats
