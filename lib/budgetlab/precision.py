@@ -3,7 +3,8 @@
 bf16 autocast runs the matmuls faster on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX). On a CPU
 without it (AVX2 only) torch emulates bf16, and one SFT step of the default model took 118-131 s against
 4.2-5.5 s in fp32. So the setting `auto` times one `linear` of the model's own shapes in both precisions (a
-fraction of a second, once per process and shape) and keeps bf16 only where it is measured at least
+fraction of a second, once per process and shape; the fastest of interleaved runs, so a burst of load on a
+shared machine does not decide it) and keeps bf16 only where it is measured at least
 `SPEEDUP_NEEDED` times faster; `fp32` and `bf16` override the measurement. The choice covers the training
 autocast, the dtype of the generation copy and the forced-summary decode.
 """
@@ -19,6 +20,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SPEEDUP_NEEDED = 1.1  # bf16 must win by 10%: nearer than that, timing noise would decide and fp32 is exact
 DEFAULT_SHAPE = (576, 1536)  # (hidden, intermediate) of the embedded SmolLM2-135M
 ROWS = 512  # tokens in the timed matmul: a 16 x 32 training micro-batch
+REPEATS = 9  # interleaved fp32/bf16 runs; the fastest of each counts
 
 
 def check_precision(precision: str) -> str:
@@ -45,21 +47,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_linear(bf16: bool, hidden: int, intermediate: int, device: torch.device, repeats: int = 5) -> float:
-    """Median seconds of linear(x[ROWS, hidden], W[intermediate, hidden]) with fp32 tensors, under bf16
-    autocast when `bf16` (so the weight cast of every call is paid, as in training), after one warm-up."""
+def _time_once(x: torch.Tensor, w: torch.Tensor, bf16: bool) -> float:
+    """Seconds of one linear(x, w) with fp32 tensors, under bf16 autocast when `bf16` (so the weight cast of
+    every call is paid, as in training)."""
+    _sync(x.device)
+    t0 = time.perf_counter()
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        torch.nn.functional.linear(x, w)
+    _sync(x.device)
+    return time.perf_counter() - t0
+
+
+def time_linear(hidden: int, intermediate: int, device: torch.device, repeats: int = REPEATS) -> tuple[float, float]:
+    """(fp32, bf16) seconds of linear(x[ROWS, hidden], W[intermediate, hidden]) on one thread: the fastest of
+    `repeats` interleaved runs each, after one warm-up of each. One thread, interleaved and the minimum, because
+    on a shared machine load would otherwise decide the choice (seen on 2 threads while another job trained: a
+    median of 5 read bf16 22.8 ms, fp32 12.6 ms, and the fastest of 9 interleaved 17-21 vs 15 ms; quiet, the
+    same shape reads 0.9 vs 3.8 ms). The ratio of the two is the hardware's, whatever the thread count."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(ROWS, hidden, generator=gen).to(device)
     w = torch.randn(intermediate, hidden, generator=gen).to(device)
-    times = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for _ in range(repeats + 1):
-            _sync(device)
-            t0 = time.perf_counter()
-            torch.nn.functional.linear(x, w)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    return sorted(times[1:])[len(times[1:]) // 2]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: a contended core stalls one run, not every run's thread barrier
+    try:
+        _time_once(x, w, False), _time_once(x, w, True)
+        runs = [(_time_once(x, w, False), _time_once(x, w, True)) for _ in range(repeats)]
+    finally:
+        torch.set_num_threads(threads)
+    return min(f for f, _ in runs), min(b for _, b in runs)
 
 
 def shape_of(model=None) -> tuple[int, int]:
@@ -90,8 +105,7 @@ def model_shape(model: str) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=None)
 def _measured(device_type: str, hidden: int, intermediate: int) -> tuple[float, float]:
-    device = torch.device(device_type)
-    return (time_linear(False, hidden, intermediate, device), time_linear(True, hidden, intermediate, device))
+    return time_linear(hidden, intermediate, torch.device(device_type))
 
 
 def resolve(setting: str = "auto", model=None, device: str | torch.device | None = None,
