@@ -35,7 +35,8 @@ def test_notebook_00_writes_stratified_splits_config_table_and_figures(tmp_path)
     run_dir = tmp_path / "run"
     pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "00_data_prep.ipynb"), cwd=str(REPO),
                         kernel_name="python3", progress_bar=False,
-                        parameters=dict(RUN_DIR=str(run_dir), N_TRAIN=60, N_EVAL=12, MODEL="tiny"))
+                        parameters=dict(RUN_DIR=str(run_dir), TASK="synthetic", LEVELS=[1, 2, 3, 4, 5, 6],
+                                                N_TRAIN=60, N_EVAL=12, MODEL="tiny"))
 
     def read(name):
         return [json.loads(line) for line in (run_dir / "data" / name).read_text().splitlines()]

@@ -30,12 +30,12 @@ def test_summary_has_the_untrained_start_and_every_method_in_the_spec_shape(smok
 
 
 def test_summary_carries_the_effects_table_with_a_verdict_per_claim(smoke_run):
-    # the smoke run trains every method, so every claim of budgetlab.stats.CLAIMS has a row; on a tiny random
+    # the smoke run trains every method on the testbed, so every claim and the testbed's ground truth have a row; on a tiny random
     # model most verdicts read inconclusive, and this checks the table's shape, not its outcome
-    from budgetlab.stats import CLAIMS, VERDICTS
+    from budgetlab.stats import CLAIMS, TESTBED_CLAIMS, VERDICTS
 
     effects = json.loads((smoke_run / "summary.json").read_text())["effects"]
-    assert [e["claim"] for e in effects] == [c.claim for c in CLAIMS]
+    assert [e["claim"] for e in effects] == [c.claim for c in CLAIMS + TESTBED_CLAIMS]  # smoke runs the testbed
     for e in effects:
         assert e["verdict"] in VERDICTS
         assert {"difference", "low", "high", "threshold", "direction", "n", "paper"} <= set(e)

@@ -140,7 +140,9 @@ def test_spearman_interval_counts_constant_resamples_as_no_tracking():
     (lambda: paired_difference(pd.Series({"p": 1.0}), pd.Series({"p": 0.0, "q": 1.0})), NotEnoughData,
      "share 1 problem id"),
     (lambda: paired_difference(pd.Series({"p": 1.0}), pd.Series({"q": 1.0})), NotEnoughData, "share 0"),
-    (lambda: paired_difference(pd.Series([1.0, np.nan]), pd.Series([0.0, 0.0])), ValueError, "NaN or inf"),
+    (lambda: paired_difference(pd.Series([1.0, np.inf, 2.0]), pd.Series([0.0, 0.0, 1.0])), ValueError, "NaN or inf"),
+    # NaN means "no value for this problem" (an answer with no step has no style): dropped, leaving 1 shared id
+    (lambda: paired_difference(pd.Series([1.0, np.nan]), pd.Series([0.0, 0.0])), NotEnoughData, "share 1"),
     (lambda: paired_difference(pd.Series([1.0, 0.0]), pd.Series([0.0, 0.0]), level=1.0), ValueError, "level=1.0"),
     (lambda: paired_difference(pd.Series([1.0, 0.0]), pd.Series([0.0, 0.0]), level=95), ValueError, "level=95"),
     (lambda: paired_relative_change(pd.Series([1.0, 2.0]), pd.Series([0.0, 0.0])), ValueError, "positive baseline"),
@@ -266,3 +268,11 @@ def test_effects_table_gives_a_tiny_run_an_inconclusive_row_instead_of_failing()
 def test_effects_table_refuses_a_self_consistency_accuracy_that_is_no_count_of_problems():
     with pytest.raises(ValueError, match="not a multiple of 1/4; give sc an n_problems column"):
         effects_table(IBPO, SC.assign(accuracy=[0.3, 0.75, 1.0]))
+
+
+def test_problems_without_a_value_in_either_model_are_left_out_of_a_paired_difference():
+    # ids p, q, r, s; a has no value on q, b none on s -> pairs on p and r only: diffs 1 - 0 and 3 - 1, mean 1.5
+    a = pd.Series({"p": 1.0, "q": np.nan, "r": 3.0, "s": 2.0})
+    b = pd.Series({"p": 0.0, "q": 5.0, "r": 1.0, "s": np.nan})
+    out = paired_difference(a, b, n_resamples=999)
+    assert out["n"] == 2 and out["difference"] == pytest.approx(1.5)

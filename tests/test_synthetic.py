@@ -72,3 +72,46 @@ def test_make_synthetic_refuses_more_distinct_problems_than_exist():
     # with operands 1..2 and results <= 2, level 1 has few distinct questions (1+1, 2-1, ...)
     with pytest.raises(ValueError, match="distinct level-1"):
         make_synthetic(50, levels=(1,), max_operand=2, max_result=2)
+
+
+# ---- the known-answer testbed ----------------------------------------------------------------------
+
+from budgetlab.synthetic import make_testbed, render_steps, short_style_share, numbered_question  # noqa: E402
+
+
+def test_testbed_steps_stay_single_digit_and_both_styles_reach_the_same_answer():
+    rows = make_testbed(200, seed=3)
+    for r in rows:
+        values = [int(v) for v in re.findall(r"\d+", r["question"] + " " + r["solution"])]
+        assert all(0 <= v <= 9 for v in values), r
+        assert r["solution"].count("=") == r["level"] and r["solution"].endswith(f"={r['answer']}." if r["style"] == "short"
+                                                                                   else f"so we have {r['answer']}.")
+    assert {r["style"] for r in rows} == {"short", "long"} and {r["source"] for r in rows} == {"testbed"}
+    assert rows == make_testbed(200, seed=3)  # deterministic by seed
+
+
+def test_testbed_long_share_sets_the_style_mix_and_leaves_the_problems_alone():
+    short, long = make_testbed(60, seed=1, long_share=0.0), make_testbed(60, seed=1, long_share=1.0)
+    assert {r["style"] for r in short} == {"short"} and {r["style"] for r in long} == {"long"}
+    assert [r["question"] for r in short] == [r["question"] for r in long]
+    # the same steps: dropping the restatements from the long text gives the short one
+    assert [re.sub(r", so we have \d+", "", r["solution"]) for r in long] == [r["solution"] for r in short]
+    with pytest.raises(ValueError, match="long_share=1.5 is not accepted"):
+        make_testbed(10, long_share=1.5)
+
+
+def test_render_steps_writes_each_style_and_refuses_an_unknown_one():
+    steps = [(3, "+", 4, 7), (7, "-", 2, 5)]
+    assert render_steps(steps) == render_steps(steps, "chain") == "3+4=7. 7-2=5."  # the chain's plain steps
+    assert render_steps(steps, "short") == "(1) 3+4=7. (2) 7-2=5."
+    assert render_steps(steps, "long") == "(1) 3+4=7, so we have 7. (2) 7-2=5, so we have 5."
+    assert numbered_question(steps) == "Start at 3, then (1) +4 (2) -2."
+    with pytest.raises(ValueError, match="style='terse' is not accepted"):
+        render_steps(steps, "terse")
+
+
+def test_short_style_share_counts_steps_of_any_text():
+    assert short_style_share("3+4=7. 7-2=5.") == 1.0 and short_style_share("(1) 3+4=7. (2) 7-2=5.") == 1.0
+    assert short_style_share("3+4=7, so we have 7. 7-2=5.") == 0.5  # one of two steps restated
+    assert short_style_share("3 + 4 = 7, so we have 7.") == 0.0  # spaces around the signs still count
+    assert short_style_share("I think the answer is 7") is None and short_style_share("") is None

@@ -18,6 +18,7 @@ from budgetlab.prompts import encode_prompt
 from budgetlab.grading import extract_boxed, is_correct, is_formatted
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import budget_tag_prompts
+from budgetlab.synthetic import short_style_share
 from budgetlab.truncation import parse_budget_tag
 
 
@@ -60,6 +61,7 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
             row = expanded[i]
             s, e = tr.trained_prefix
             declared = parse_budget_tag(tok.decode(tr.prompt_ids[s:e])) if e > s else None
+            style = short_style_share(tok.decode(tr.thinking_ids))  # the testbed's planted choice; None: no step
             graded: dict[int, tuple[bool, bool]] = {}
             for j, b in enumerate(budgets):
                 sm = tr.summaries[j][0]
@@ -69,7 +71,8 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
                 fmt, ok = graded[id(sm)]
                 out.append({"model": name, "id": row["id"], "level": row.get("level", 0), "sample": i % samples,
                             "budget": b, "kept": sm.kept, "truncated": sm.truncated, "closed": tr.closed,
-                            "n_thinking": tr.n_thinking, "declared": declared, "formatted": fmt,
+                            "n_thinking": tr.n_thinking, "declared": declared, "style_short": style,
+                            "formatted": fmt,
                             "correct": bool(fmt and ok), "answer": extract_boxed(sm.text),
                             "summary": tok.decode(sm.ids, skip_special_tokens=True)})
     return pd.DataFrame(out)

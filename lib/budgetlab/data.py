@@ -15,6 +15,7 @@ from typing import Sequence
 
 from budgetlab.config import check_choice, read_jsonl, write_jsonl
 from budgetlab.loaders import SOURCES, looks_like_hub_id
+from budgetlab.synthetic import GENERATED
 
 
 # --- formats (the project's canonical prompt and SFT target) -------------------------------
@@ -36,7 +37,7 @@ def check_data_params(task: str, data_path: str, n_train: int, n_eval: int, leve
     """Validate the data-prep parameters before any work; returns them resolved as a dict."""
     check_choice("TASK", task, SOURCES)
     data_path = str(data_path or "")
-    if task != "synthetic" and not (Path(data_path).is_file() or looks_like_hub_id(data_path)):
+    if task not in GENERATED and not (Path(data_path).is_file() or looks_like_hub_id(data_path)):
         raise ValueError(f"DATA_PATH={data_path!r} is neither an existing .jsonl file nor a hub id 'org/name' "
                          f"(TASK={task!r} reads it).")
     for name, value in (("N_TRAIN", n_train), ("N_EVAL", n_eval)):
@@ -48,7 +49,7 @@ def check_data_params(task: str, data_path: str, n_train: int, n_eval: int, leve
                          "(0 = unknown level), e.g. [1, 2, 3].")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"SEED={seed!r} is not accepted; use a non-negative integer.")
-    return {"task": task, "data_path": data_path if task != "synthetic" else "", "n_train": n_train,
+    return {"task": task, "data_path": data_path if task not in GENERATED else "", "n_train": n_train,
             "n_eval": n_eval, "levels": levels, "seed": seed}
 
 

@@ -91,8 +91,9 @@ def curve_table(df: "pd.DataFrame") -> "pd.DataFrame":
 def _summary_of(grp: "pd.DataFrame", weights=None) -> dict:
     acc = {int(b): float(g["correct"].mean()) for b, g in grp.groupby("budget")}
     per_trace = grp.drop_duplicates(["id", "sample"])
+    style = per_trace["style_short"].astype(float).mean() if "style_short" in per_trace else float("nan")
     return {"anytime_score": anytime_score(acc, weights), "accuracy_by_budget": acc,
-            "mean_thinking_tokens": float(per_trace["n_thinking"].mean()),
+            "mean_thinking_tokens": float(per_trace["n_thinking"].mean()), "short_style_share": float(style),
             "format_rate": float(grp["formatted"].mean()), "n_problems": int(grp["id"].nunique())}
 
 

@@ -4,7 +4,7 @@ GSM8K, MATH/MATH-500, AIME-style and plain JSON-lines rows come from a local .js
 id `org/name`, through `datasets` (the only path that may reach the network). Each source has a default
 column mapping that a user mapping overrides; every row is converted to the plain problem dict
 described in data.py and validated, and each error names the file and line (or hub row) it comes
-from. The synthetic source is made by synthetic.py.
+from. The generated sources (the synthetic chain and the testbed) are made by synthetic.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from budgetlab.config import check_choice
-from budgetlab.synthetic import DEFAULT_LEVELS, make_synthetic
+from budgetlab.synthetic import DEFAULT_LEVELS, GENERATED
 
-SOURCES = ("synthetic", "gsm8k", "math", "aime", "jsonl")
-DEFAULT_SYNTHETIC_N = 528  # 480 train + 48 eval, the default profile
+SOURCES = (*GENERATED, "gsm8k", "math", "aime", "jsonl")  # generated: synthetic (the chain), testbed
+DEFAULT_SYNTHETIC_N = 528  # rows a generated task makes when no limit is given
 UNKNOWN_LEVEL = 0  # level of rows whose data gives no difficulty (AIME, plain JSONL)
 GSM8K_MAX_LEVEL = 6  # GSM8K level = number of solution lines, clipped to 1..6
 ROW_KEYS = ("question", "answer", "solution", "level", "id")  # keys a column mapping may name
@@ -166,10 +166,11 @@ def load_aime(path_or_id, split: str = "train", limit: int | None = None, column
 def load_problems(source: str, path_or_id=None, columns: dict | None = None, limit: int | None = None,
                   seed: int = 0, levels: Sequence[int] = DEFAULT_LEVELS, split: str | None = None,
                   config: str | None = None) -> list[dict]:
-    """Problems from one source in SOURCES; synthetic makes `limit` (default 528) rows, the rest read path_or_id."""
+    """Problems from one source in SOURCES; a generated task (synthetic, testbed) makes `limit` (default 528) rows,
+    the rest read path_or_id."""
     check_choice("source", source, SOURCES)
-    if source == "synthetic":
-        return make_synthetic(limit or DEFAULT_SYNTHETIC_N, levels, seed)
+    if source in GENERATED:
+        return GENERATED[source](limit or DEFAULT_SYNTHETIC_N, levels, seed)
     kwargs = {k: v for k, v in (("split", split), ("config", config)) if v is not None}
     loader = {"gsm8k": load_gsm8k, "math": load_math, "aime": load_aime}.get(source)
     if loader is None:

@@ -45,14 +45,18 @@ def anytime_curves(curves: pd.DataFrame, title: str = "Anytime accuracy"):
 
 
 def training_curves(metrics: pd.DataFrame, smooth: int = 1):
-    """metrics: method, step, reward, thinking_len -> reward and thinking length over RL steps.
+    """metrics: method, step, reward, thinking_len (and style_short) -> reward, thinking length (and the short-style
+    share, the testbed's planted choice) over RL steps.
 
     `smooth` > 1 draws the per-step values faintly and a trailing mean over that many steps on top: one
     step's reward comes from a handful of samples and is mostly noise."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = [("reward", "reward over training", "reward"), ("thinking_len", "thinking length over training",
+                                                             "thinking tokens")]
+    if "style_short" in metrics and metrics["style_short"].notna().any():
+        panels.append(("style_short", "short-style share over training", "share of steps written short"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
     metrics = metrics.sort_values(["method", "step"])
-    for ax, col, title in ((axes[0], "reward", "reward over training"),
-                           (axes[1], "thinking_len", "thinking length over training")):
+    for ax, (col, title, ylabel) in zip(axes, panels):
         if smooth > 1:
             sns.lineplot(data=metrics, x="step", y=col, hue="method", alpha=0.25, ax=ax, legend=False)
             trend = metrics.assign(**{col: metrics.groupby("method")[col].transform(
@@ -61,8 +65,7 @@ def training_curves(metrics: pd.DataFrame, smooth: int = 1):
             title += f" (trailing mean of {smooth} steps)"
         else:
             sns.lineplot(data=metrics, x="step", y=col, hue="method", marker="o", ax=ax, legend=ax is axes[0])
-        ax.set(title=title)
-    axes[1].set(ylabel="thinking tokens")
+        ax.set(title=title, ylabel=ylabel)
     return fig
 
 

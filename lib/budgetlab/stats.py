@@ -101,8 +101,9 @@ def _finite(name: str, x, need: int) -> np.ndarray:
 
 
 def _common(a: "pd.Series", b: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
-    """a and b on the problem ids both hold, in one order; at least 2 of them."""
-    ids = a.index.intersection(b.index)
+    """a and b on the problem ids both hold a value for (NaN: no value, e.g. no style to measure), in one order;
+    at least 2 of them."""
+    ids = a.dropna().index.intersection(b.dropna().index)
     if len(ids) < 2:
         raise NotEnoughData(f"a and b share {len(ids)} problem id(s); a paired interval needs at least 2.")
     return _finite("a", a.loc[ids], 2), _finite("b", b.loc[ids], 2)
@@ -266,6 +267,14 @@ CLAIMS = (
     Claim("IBPO is at or above self-consistency at matched mean thinking tokens", "IBPO", "self_consistency",
           "accuracy@max", "ibpo", "self-consistency", 0.0, ">="),
 )
+
+
+# The testbed's ground truth, stated before any run (data/README.md): below the largest budget the short style
+# wins, so methods that value shorter thinking should write more short-style steps than the warm start.
+TESTBED_CLAIMS = tuple(
+    Claim(f"testbed: {name} writes more short-style steps than the warm start", "testbed ground truth",
+          "difference", "style_share", method, "warmstart", 0.0, ">")
+    for method, name in (("brpo", "BRPO"), ("selfbudgeter", "SelfBudgeter"), ("ibpo", "IBPO")))
 
 
 def effects_table(df: "pd.DataFrame", sc: "pd.DataFrame | None" = None, *, level: float = 0.95,

@@ -28,6 +28,7 @@ from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import budget_tag_prompts, selfbudgeter_rewards
+from budgetlab.synthetic import short_style_share
 from budgetlab.truncation import Markers
 from budgetlab.update import update
 
@@ -115,6 +116,13 @@ def score(traces, rows, generations: int) -> torch.Tensor:
                     cache[id(sm)] = correctness_reward(sm.text, rows[idx // generations]["answer"])
                 r[idx // generations, idx % generations, j, q] = cache[id(sm)]
     return r
+
+
+def style_share(tok, traces) -> float:
+    """Mean short-style share over the traces that hold an arithmetic step (the testbed's planted choice);
+    NaN when none does."""
+    shares = [s for t in traces if (s := short_style_share(tok.decode(t.thinking_ids))) is not None]
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def step_prompts(rows: list[dict], n: int, seed: int, step: int, rank: int = 0) -> list[dict]:
@@ -224,6 +232,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             row = {"step": step + 1, "reward": float(extra.get("selfbudgeter_reward", rewards[:, :, -1, 0]).mean()),
                    **{f"acc_{b}": float(rewards[:, :, j, :].mean()) for j, b in enumerate(budgets)},
                    "thinking_len": float(np.mean([t.n_thinking for t in traces])),
+                   "style_short": style_share(tok, traces),
                    "closed_frac": float(np.mean([t.closed for t in traces])),
                    **stats, **out.logs, **logs, "sample_seconds": t_sample, "step_seconds": dt,
                    "gen_tokens": gen_tokens, "tokens_per_s": (gen_tokens + stats["train_tokens"]) / dt}
