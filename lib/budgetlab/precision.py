@@ -77,12 +77,16 @@ def time_linear(hidden: int, intermediate: int, device: torch.device, repeats: i
     return min(f for f, _ in runs), min(b for _, b in runs)
 
 
+def _shape(hidden, intermediate) -> tuple[int, int] | None:
+    """(hidden, intermediate) from a config's two sizes (intermediate 4 x hidden when it gives none); None without
+    a hidden size."""
+    return (int(hidden), int(intermediate or 4 * hidden)) if hidden else None
+
+
 def shape_of(model=None) -> tuple[int, int]:
     """(hidden, intermediate) of a transformers/peft model's config; the embedded default's without one."""
     config = getattr(model, "config", None)
-    hidden = getattr(config, "hidden_size", None)
-    inter = getattr(config, "intermediate_size", None) or (4 * hidden if hidden else None)
-    return (int(hidden), int(inter)) if hidden else DEFAULT_SHAPE
+    return _shape(getattr(config, "hidden_size", None), getattr(config, "intermediate_size", None)) or DEFAULT_SHAPE
 
 
 def model_shape(model: str) -> tuple[int, int] | None:
@@ -99,8 +103,7 @@ def model_shape(model: str) -> tuple[int, int] | None:
     if not config.exists():
         return None
     c = json.loads(config.read_text())
-    hidden = c.get("hidden_size")
-    return (int(hidden), int(c.get("intermediate_size") or 4 * hidden)) if hidden else None
+    return _shape(c.get("hidden_size"), c.get("intermediate_size"))
 
 
 @functools.lru_cache(maxsize=None)
