@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps to cover (default: the longest metrics.csv)")
     ap.add_argument("--samples", type=int, default=4, help="answers per prompt from the frozen warm start")
     ap.add_argument("--metrics", nargs="*", default=None, metavar="LABEL=CSV",
-                    help="per-step metrics to compare (default: every rl/<method>/metrics.csv but selfbudgeter)")
+                    help="per-step metrics to compare (default: every rl/<method>/metrics.csv but the budget-prompted "
+                         "selfbudgeter and l1, whose prompts and rewards differ from the warm start's)")
     ap.add_argument("--out", default=None, help="figure path (PNG; an SVG is written beside it)")
     ap.add_argument("--seed", type=int, default=0, help="the sampling seed of the frozen answers")
     ap.add_argument("--reuse", action="store_true",
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print(e, file=sys.stderr)
             return 2
     specs = args.metrics if args.metrics is not None else [
-        f"{p.parent.name}={p}" for p in sorted((run / "rl").glob("*/metrics.csv")) if p.parent.name != "selfbudgeter"]
+        f"{p.parent.name}={p}" for p in sorted((run / "rl").glob("*/metrics.csv")) if p.parent.name not in ("selfbudgeter", "l1")]
     runs = {}
     for spec in specs:
         label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from budgetlab.advantages import brpo_advantages, summary_advantages
-from budgetlab.methods import Step, brpo, completion_seq, get_method, grpo, ibpo
+from budgetlab.methods import Step, brpo, budget_tag, completion_seq, get_method, grpo, ibpo, l1
 from budgetlab.traces import Summary, Trace
 from budgetlab.truncation import Markers, cut_point
 
@@ -112,3 +112,19 @@ def test_ibpo_selects_correct_responses_within_the_expensive_quota_and_fits_them
 def test_unknown_method_lists_the_known_ones():
     with pytest.raises(ValueError, match="brpo"):
         get_method("ppo")
+
+
+def test_l1_rewards_correct_answers_under_their_prompt_target_and_normalises_in_the_group():
+    # one prompt with target 4 and α = 1/4 (cfg.l1_alpha None -> 1 / largest budget): both correct, thinking
+    # 4 and 1 tokens -> rewards .5 and .5 + 3/4 clipped to 1; GRPO advantages ∓.5/(std .3536 + 1e-4)
+    traces = [make_trace([10, 11, 12, 13], closed=False), make_trace([20], closed=True)]
+    rewards = torch.ones((1, 2, 2, 1))
+    out = l1(Step(traces, rewards, BUDGETS, M, cfg(method="l1", l1_alpha=None), {"targets": [4]}))
+    a = 0.25 / (0.5 / 2 ** 0.5 + 1e-4)
+    assert out.seqs[0].adv[-1] == pytest.approx(-a, rel=1e-4) and out.seqs[1].adv[-1] == pytest.approx(a, rel=1e-4)
+    assert out.logs["l1_reward"] == pytest.approx(0.75) and out.logs["l1_target"] == 4
+
+
+def test_each_method_is_prompted_with_its_own_budget_tag():
+    assert budget_tag("selfbudgeter", 64) == "self" and budget_tag("l1", 64) == 64
+    assert budget_tag("grpo", 64) is None and budget_tag("brpo", 64) is None

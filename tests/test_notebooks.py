@@ -122,7 +122,7 @@ def test_the_frozen_baseline_scores_the_warm_start_on_each_steps_prompts_and_sub
         runpy.run_path(str(pipeline.PROJECT_ROOT / "scripts" / "frozen_baseline.py"), run_name="__main__")
     assert done.value.code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert sorted(m["method"] for m in result["methods"]) == ["brpo", "drgrpo", "grpo", "ibpo"]  # not selfbudgeter
+    assert sorted(m["method"] for m in result["methods"]) == ["brpo", "drgrpo", "grpo", "ibpo"]  # not selfbudgeter, l1
     frozen = pd.read_csv(smoke_run / "rl" / "frozen_baseline.csv")
     grpo = pd.read_csv(smoke_run / "rl" / "grpo" / "metrics.csv")
     assert list(frozen["step"]) == list(grpo["step"]) == [1, 2]

@@ -19,6 +19,7 @@ from budgetlab.rewards import (
     alpha_schedule,
     budget_match_score,
     correctness_reward,
+    l1_max_reward,
     correctness_reward_parts,
     get_reward,
     l1_length_reward,
@@ -418,7 +419,8 @@ def test_l1_length_reward_rejects_negative_arguments(length, target, alpha):
 def test_get_reward_returns_registered_functions_and_names_the_known_ones():
     assert get_reward("correctness") is correctness_reward
     assert get_reward("l1") is l1_length_reward
-    assert set(REWARDS) == {"correctness", "selfbudgeter", "l1"}
+    assert get_reward("l1_max") is l1_max_reward
+    assert set(REWARDS) == {"correctness", "selfbudgeter", "l1", "l1_max"}
     with pytest.raises(ValueError, match="correctness"):
         get_reward("cosine")
 
@@ -432,3 +434,22 @@ def test_correctness_reward_does_not_grade_an_unformatted_response():
     # no </think>: the reward is 0 even though the boxed answer is right
     assert correctness_reward("\\boxed{9}", "9") == 0.0
     assert correctness_reward("7+2=9.</think> Final answer: \\boxed{9}", "9") == 1.0
+
+
+@pytest.mark.parametrize("correct, length, target, alpha, expected", [
+    (True, 32, 32, 1 / 64, 0.5),  # at the target: delta
+    (True, 0, 32, 1 / 64, 1.0),  # 32 under: 0.5 + 0.5, the cap
+    (True, 48, 32, 1 / 64, 0.25),  # 16 over: 0.5 - 0.25
+    (True, 80, 32, 1 / 64, 0.0),  # 48 over: clipped at 0
+    (False, 10, 32, 1 / 64, 0.0),  # wrong earns nothing at any length
+])
+def test_l1_max_reward_is_correctness_times_the_clipped_length_term(correct, length, target, alpha, expected):
+    assert l1_max_reward(correct, length, target, alpha) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kwargs, word", [(dict(alpha=0.0), "alpha"), (dict(alpha=0.1, delta=1.5), "delta"),
+                                          (dict(alpha=0.1, length=-1), "length")])
+def test_l1_max_reward_rejects_bad_arguments(kwargs, word):
+    args = {"correct": True, "length": 5, "target": 8, **kwargs}
+    with pytest.raises(ValueError, match=word):
+        l1_max_reward(**args)

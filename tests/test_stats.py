@@ -276,3 +276,13 @@ def test_problems_without_a_value_in_either_model_are_left_out_of_a_paired_diffe
     b = pd.Series({"p": 0.0, "q": 5.0, "r": 1.0, "s": np.nan})
     out = paired_difference(a, b, n_resamples=999)
     assert out["n"] == 2 and out["difference"] == pytest.approx(1.5)
+
+
+def test_effects_table_pairs_ibpo_with_per_problem_self_consistency_votes():
+    # votes per problem (anytime.self_consistency_votes): k=1 costs 25 and is right on p1, p3; k=2 costs 50.
+    votes = pd.DataFrame([{"k": k, "id": i, "correct": ok, "thinking_tokens": 25.0 * k}
+                          for k, outcome in ((1, [1, 0, 1, 0]), (2, [1, 1, 1, 1])) for i, ok in zip(IDS, outcome)])
+    (r,) = effects_table(IBPO, votes)
+    # IBPO thinks 30 tokens: nearest k=1; IBPO right on p1..p3 -> differences 0, 1, 0, 0, mean .25, paired
+    assert r["difference"] == pytest.approx(0.25) and r["paired"] is True and "k=1" in r["note"]
+    assert r["n"] == 4 and r["low"] <= 0.25 <= r["high"]

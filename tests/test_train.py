@@ -49,6 +49,26 @@ def test_selfbudgeter_logs_its_reward_parts_and_alpha(tmp_path):
     assert metrics[0]["alpha"] == pytest.approx(6.0) and metrics[1]["alpha"] == pytest.approx(0.1)
 
 
+def test_l1_prompts_carry_a_target_from_the_training_budgets_and_never_train_it(tmp_path, monkeypatch):
+    import budgetlab.train as train_mod
+
+    model, tok = tiny()
+    seen = []
+    real = train_mod.update
+
+    def spy(model, opt, seqs, *args, **kw):
+        seen.extend(seqs)
+        return real(model, opt, seqs, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "update", spy)
+    metrics = train_rl(model, tok, ROWS, rl_cfg("l1", steps=2), tmp_path, progress=False)
+    assert [m["step"] for m in metrics] == [1, 2] and all(3 <= m["l1_target"] <= 6 for m in metrics)  # mean target
+    assert all(0.0 <= m["reward"] <= 1.0 for m in metrics)  # the LCPO-Max reward, logged as the step's reward
+    for s in seen:  # the tag is in every sequence, before the first trained token
+        untrained = tok.decode(s.ids[: s.mask.index(True)])
+        assert "<budget>3</budget><think>" in untrained or "<budget>6</budget><think>" in untrained
+
+
 def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_metrics(tmp_path):
     model, tok = tiny()
     full = train_rl(model, tok, ROWS, rl_cfg("brpo"), tmp_path / "full", progress=False)

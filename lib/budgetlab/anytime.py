@@ -85,19 +85,24 @@ def majority_vote(answers: Sequence[str | None]) -> str | None:
     return max(votes, key=lambda a: (votes[a], -answers.index(a))) if votes else None
 
 
-def self_consistency(df: pd.DataFrame, references: dict[str, str], ks: Sequence[int]) -> pd.DataFrame:
-    """Accuracy and mean thinking cost of majority voting over the first k samples at the largest budget.
-
-    df: an `evaluate_model` table with samples > 1. Cost of a vote = Σ thinking tokens of its k samples.
-    """
+def self_consistency_votes(df: pd.DataFrame, references: dict[str, str], ks: Sequence[int]) -> pd.DataFrame:
+    """Per k and problem: whether the majority vote over the first k samples at the largest budget is correct,
+    and its thinking cost (Σ thinking tokens of the k samples). df: an `evaluate_model` table with samples > 1."""
     last = df[df["budget"] == df["budget"].max()].sort_values(["id", "sample"])
     rows = []
     for k in ks:
-        correct, cost = [], []
         for pid, grp in last.groupby("id", sort=False):
             top = grp.head(k)
             vote = majority_vote(list(top["answer"]))
-            correct.append(vote is not None and is_correct("\\boxed{" + vote + "}", references[pid]))
-            cost.append(float(top["n_thinking"].sum()))
-        rows.append({"k": k, "accuracy": float(np.mean(correct)), "mean_thinking_tokens": float(np.mean(cost))})
+            rows.append({"k": k, "id": pid,
+                         "correct": bool(vote is not None and is_correct("\\boxed{" + vote + "}", references[pid])),
+                         "thinking_tokens": float(top["n_thinking"].sum())})
     return pd.DataFrame(rows)
+
+
+def self_consistency(df: pd.DataFrame, references: dict[str, str], ks: Sequence[int]) -> pd.DataFrame:
+    """Per k: accuracy and mean thinking cost of majority voting over the first k samples at the largest budget,
+    from `self_consistency_votes`."""
+    votes = self_consistency_votes(df, references, ks)
+    return (votes.groupby("k", sort=False).agg(accuracy=("correct", "mean"), mean_thinking_tokens=("thinking_tokens", "mean"))
+            .reset_index().astype({"accuracy": float}))

@@ -17,6 +17,7 @@ import torch
 from budgetlab.advantages import brpo_advantages, grpo_advantages, ibpo_select, summary_advantages, token_advantages
 from budgetlab.budgets import prior_weights
 from budgetlab.losses import TrainSeq, pack_branches
+from budgetlab.rewards import l1_max_reward
 from budgetlab.traces import Summary, Trace
 from budgetlab.truncation import Markers
 
@@ -142,12 +143,29 @@ def selfbudgeter(step: Step) -> MethodOutput:
     return grpo(Step(step.traces, step.rewards, step.budgets, step.markers, step.cfg, {"terminal": r}))
 
 
+def l1(step: Step) -> MethodOutput:
+    """L1 (LCPO-Max): GRPO on correctness × clip(α·(target − length) + δ, 0, 1), the target in each prompt.
+
+    `step.extra["targets"]` holds one target per prompt (the loop pre-fills it as `<budget>N</budget>`);
+    α = cfg.l1_alpha (default 1 / largest budget), δ = 0.5 as in the paper.
+    """
+    correct, targets = terminal_rewards(step), step.extra["targets"]
+    n, g = correct.shape
+    alpha = step.cfg.l1_alpha or 1.0 / step.budgets[-1]
+    r = torch.tensor([[l1_max_reward(bool(correct[i, k]), step.trace(i, k).n_thinking, targets[i], alpha)
+                       for k in range(g)] for i in range(n)])
+    out = grpo(Step(step.traces, step.rewards, step.budgets, step.markers, step.cfg, {"terminal": r}))
+    out.logs.update(l1_reward=float(r.mean()), l1_target=float(np.mean(targets)))
+    return out
+
+
 METHODS: dict[str, Callable[[Step], MethodOutput]] = {
     "grpo": grpo,
     "drgrpo": grpo,
     "brpo": brpo,
     "ibpo": ibpo,
     "selfbudgeter": selfbudgeter,
+    "l1": l1,
 }
 
 
@@ -156,6 +174,12 @@ def get_method(name: str) -> Callable[[Step], MethodOutput]:
     if name not in METHODS:
         raise ValueError(f"method={name!r} is not known; use one of {sorted(METHODS)}.")
     return METHODS[name]
+
+
+def budget_tag(method: str, budget: int) -> str | int | None:
+    """The budget tag a method's policy is prompted with when it answers at `budget`: SelfBudgeter writes its
+    own ("self"), L1 is told the budget (pre-filled), every other method gets the plain prompt (None)."""
+    return {"selfbudgeter": "self", "l1": int(budget)}.get(method)
 
 
 def expensive_default(budgets: list[int]) -> int:

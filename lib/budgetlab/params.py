@@ -57,7 +57,7 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
-                 "TEMPERATURE"}
+                 "TEMPERATURE", "L1_ALPHA"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
@@ -66,7 +66,7 @@ INT_AT_LEAST = {"N_TRAIN": 1, "N_EVAL": 1, "SEED": 0, "LORA_R": 1, "SFT_STEPS": 
                 "MAX_SUMMARY": 1, "CHECKPOINT_EVERY": 1, "PROBE_EVERY": 0, "PROBE_SIZE": 1, "PROBE_SAMPLES": 1,
                 "EVAL_SAMPLES": 1, "EVAL_MAX_SUMMARY": 1, "SC_SAMPLES": 0, "PREFILL_POINTS": 1, "REAL_N": 1}
 POSITIVE = ("SFT_LR", "LR", "ALPHA_START", "ALPHA_END", "TEMPERATURE")  # numbers that must be > 0
-NEEDS_A_GROUP = ("grpo", "drgrpo", "selfbudgeter")  # advantages relative to the group: zero when G = 1
+NEEDS_A_GROUP = ("grpo", "drgrpo", "selfbudgeter", "l1")  # advantages relative to the group: zero when G = 1
 
 
 def _is_int(v) -> bool:
@@ -123,6 +123,8 @@ def validate_params(p: dict) -> None:
                          "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
     if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
         raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
+    if p.get("L1_ALPHA") is not None and not (_is_number(p["L1_ALPHA"]) and p["L1_ALPHA"] > 0):
+        raise ValueError(f"L1_ALPHA={p['L1_ALPHA']!r} must be null (1 / the largest training budget) or a positive number.")
     if "QUOTA" in p and not (_is_number(p["QUOTA"]) and 0 <= p["QUOTA"] <= 1):
         raise ValueError(f"QUOTA={p['QUOTA']!r} must be a number in [0, 1].")
     model = str(p.get("MODEL", "default"))

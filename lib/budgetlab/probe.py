@@ -36,21 +36,21 @@ def probe_rows(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
 
 
 def probe(model, tok, rows: Sequence[dict], budgets: Sequence[int], max_summary: int, *, samples: int = 4,
-          temperature: float = 1.0, seed: int = 0, self_budget: bool = False, precision: str = "auto") -> dict:
+          temperature: float = 1.0, seed: int = 0, budget_tag: str | int | None = None, precision: str = "auto") -> dict:
     """`samples` answers to each row, cut at each of `budgets`, drawn from `seed` (the caller's random state is
     left as it was): mean correctness at the largest budget, the anytime score (uniform over `budgets`), thinking
-    length, closed share and, with `self_budget`, the mean declared budget and its Spearman correlation with the
-    level."""
+    length, closed share and, with `budget_tag="self"` (SelfBudgeter), the mean declared budget and its Spearman
+    correlation with the level. An int `budget_tag` pre-fills that budget (L1), as in `evaluate_model`."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         df = evaluate_model(model, tok, rows, budgets, samples=samples, do_sample=True, temperature=temperature,
-                            max_summary=max_summary, budget_tag="self" if self_budget else None, progress=False,
+                            max_summary=max_summary, budget_tag=budget_tag, progress=False,
                             precision=precision)
     by_budget = df.groupby("budget")["correct"].mean()
     first = df[df["budget"] == by_budget.index.max()]  # one row per answer
     out = {"probe_reward": float(by_budget.iloc[-1]), "probe_anytime": anytime_score(by_budget.to_dict()),
            "probe_thinking": float(first["n_thinking"].mean()), "probe_closed": float(first["closed"].mean())}
-    if self_budget:
+    if budget_tag == "self":
         out["probe_declared"] = float(first["declared"].astype(float).mean())
         out["probe_declared_rho"] = declared_tracking(df)["spearman_with_level"]
     return out

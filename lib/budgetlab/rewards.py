@@ -127,7 +127,7 @@ def selfbudgeter_reward(
     return selfbudgeter_reward_parts(response, reference, declared, length, allowed_max, alpha, **kwargs)["reward"]
 
 
-# --- L1 ("L1: Controlling How Long A Reasoning Model Thinks", LCPO-Exact) -------------------------
+# --- L1 ("L1: Controlling How Long A Reasoning Model Thinks"): LCPO-Exact and LCPO-Max -------------
 
 
 def l1_length_reward(correct: bool, length: int, target: int, alpha: float = 0.001) -> float:
@@ -139,10 +139,26 @@ def l1_length_reward(correct: bool, length: int, target: int, alpha: float = 0.0
     return float(bool(correct)) - alpha * abs(target - length)
 
 
+def l1_max_reward(correct: bool, length: int, target: int, alpha: float, delta: float = 0.5) -> float:
+    """correct * clip(alpha * (target - length) + delta, 0, 1) (L1 / LCPO-Max).
+
+    A correct answer at exactly the target earns delta; each token under it earns alpha more (up to 1), each
+    token over it alpha less (down to 0, at target + delta / alpha); a wrong answer earns 0 at any length.
+    """
+    if not alpha > 0:
+        raise ValueError(f"alpha={alpha!r} must be positive (reward per token under the target).")
+    if not 0.0 <= delta <= 1.0:
+        raise ValueError(f"delta={delta!r} must be within [0, 1] (the reward of a correct answer at the target).")
+    if length < 0 or target < 0:
+        raise ValueError(f"length={length!r} and target={target!r} must be non-negative token counts.")
+    return float(bool(correct)) * min(max(alpha * (target - length) + delta, 0.0), 1.0)
+
+
 REWARDS: dict[str, Callable[..., float]] = {
     "correctness": correctness_reward,
     "selfbudgeter": selfbudgeter_reward,
     "l1": l1_length_reward,
+    "l1_max": l1_max_reward,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from budgetlab.inference import generation_copy
@@ -76,17 +77,21 @@ def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict]) -> li
             for lab in labels if lab["correct"]]
 
 
-def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | None = None,
+def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | Sequence[int] | None = None,
                        do_sample: bool = True) -> tuple[list[list[int]], list[tuple[int, int]]]:
     """SelfBudgeter's two-stage prompt: the model writes `<budget>N</budget>` (or N is pre-filled), then `<think>`.
 
-    Returns the prompt ids and, per prompt, the [start, end) span of the tag: trained when the model wrote it.
+    `prefill` is one N for every question or one per question (L1's targets). Returns the prompt ids and, per
+    prompt, the [start, end) span of the tag: trained when the model wrote it.
     """
     bases = [encode_prompt(tok, q, think=False) for q in questions]
     if prefill is None:
         tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>", do_sample=do_sample)
     else:
-        tags = [tok.encode(BUDGET_TAG.format(int(prefill)), add_special_tokens=False)] * len(bases)
+        ns = [prefill] * len(bases) if isinstance(prefill, (int, np.integer)) else list(prefill)
+        if len(ns) != len(bases):
+            raise ValueError(f"prefill has {len(ns)} budgets for {len(bases)} questions; give one, or one per question.")
+        tags = [tok.encode(BUDGET_TAG.format(int(n)), add_special_tokens=False) for n in ns]
     think = encode_prompt(tok, "", only_think=True)
     prompts = [b + t + think for b, t in zip(bases, tags)]
     spans = [(len(b), len(b) + len(t)) for b, t in zip(bases, tags)]

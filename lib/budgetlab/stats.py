@@ -230,24 +230,34 @@ def _spearman_effect(df, c: Claim, sc, boot: dict) -> dict | None:
 
 
 def _self_consistency_effect(df, c: Claim, sc, boot: dict) -> dict | None:
-    """a's accuracy vs the self-consistency point whose cost is nearest a's mean thinking tokens.
+    """a's accuracy vs the self-consistency k whose mean cost is nearest a's mean thinking tokens.
 
-    Nearest point, not interpolation: an interpolated accuracy was achieved by no vote. `sc` holds only
-    accuracies, so its per-problem outcomes are the multiset accuracy·n ones and the rest zeros (n from an
-    `n_problems` column, else a's problem count), and the interval is unpaired (each side resampled alone)."""
+    Nearest point, not interpolation: an interpolated accuracy was achieved by no vote. With per-problem votes
+    (`anytime.self_consistency_votes`: columns k, id, correct, thinking_tokens) the interval is paired over the
+    problems both answered. With only per-k accuracies (`anytime.self_consistency`) the outcomes are the
+    multiset accuracy·n ones and the rest zeros (n from an `n_problems` column, else a's problem count) and the
+    interval is unpaired (each side resampled alone)."""
     if sc is None or len(sc) == 0 or not _present(df, c.a):
         return None
     acc, cost = per_problem(df, c.a, c.metric), float(per_problem(df, c.a, "thinking_tokens").mean())
-    point = sc.iloc[int(np.argmin(np.abs(sc["mean_thinking_tokens"].to_numpy(float) - cost)))]  # ties: first
+    paired = "id" in sc
+    points = (sc.groupby("k", sort=False).agg(accuracy=("correct", "mean"), mean_thinking_tokens=("thinking_tokens", "mean"))
+              .reset_index() if paired else sc)
+    point = points.iloc[int(np.argmin(np.abs(points["mean_thinking_tokens"].to_numpy(float) - cost)))]  # ties: first
+    where = (f"self-consistency k={int(point['k'])} at {float(point['mean_thinking_tokens']):.1f} thinking "
+             f"tokens vs {c.a} {cost:.1f}")
+    if paired:
+        votes = sc[sc["k"] == point["k"]].set_index("id")["correct"].astype(float)
+        return {**paired_difference(acc, votes, **boot), "metric": f"{acc.name} vs self-consistency",
+                "paired": True, "note": where}
     n_sc = int(point["n_problems"]) if "n_problems" in sc else len(acc)
     hits = round(float(point["accuracy"]) * n_sc)
     if abs(hits - float(point["accuracy"]) * n_sc) > 1e-6:
         raise ValueError(f"self-consistency accuracy {point['accuracy']!r} is not a multiple of 1/{n_sc}; "
                          "give sc an n_problems column.")
     out = unpaired_difference(acc, np.r_[np.ones(hits), np.zeros(n_sc - hits)], **boot)
-    note = (f"self-consistency k={int(point['k'])} at {float(point['mean_thinking_tokens']):.1f} thinking "
-            f"tokens vs {c.a} {cost:.1f}; unpaired: sc has no per-problem outcomes")
-    return {**out, "metric": f"{acc.name} vs self-consistency", "paired": False, "note": note}
+    return {**out, "metric": f"{acc.name} vs self-consistency", "paired": False,
+            "note": where + "; unpaired: sc has no per-problem outcomes"}
 
 
 EFFECTS = {"difference": partial(_paired_effect, paired_difference, ""),
@@ -274,7 +284,7 @@ CLAIMS = (
 TESTBED_CLAIMS = tuple(
     Claim(f"testbed: {name} writes more short-style steps than the warm start", "testbed ground truth",
           "difference", "style_share", method, "warmstart", 0.0, ">")
-    for method, name in (("brpo", "BRPO"), ("selfbudgeter", "SelfBudgeter"), ("ibpo", "IBPO")))
+    for method, name in (("brpo", "BRPO"), ("selfbudgeter", "SelfBudgeter"), ("ibpo", "IBPO"), ("l1", "L1")))
 
 
 def effects_table(df: "pd.DataFrame", sc: "pd.DataFrame | None" = None, *, level: float = 0.95,

@@ -20,7 +20,7 @@ from budgetlab.config import check_choice, check_range
 from budgetlab.inference import generation_copy
 from budgetlab.loop import progress_bar, step_seed
 from budgetlab.losses import NORMALISERS
-from budgetlab.methods import METHODS, Step, expensive_default, get_method
+from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_method
 from budgetlab.models import trainable_state
 from budgetlab.precision import PRECISIONS, dtype_name, use_bf16
 from budgetlab.probe import probe, probe_rows
@@ -59,6 +59,7 @@ class RLConfig:
     alpha_start: float = 6.0  # SelfBudgeter tolerance schedule (paper: 6.0 -> 0.1)
     alpha_end: float = 0.1
     sb_length_when_wrong: bool = True  # SelfBudgeter: False pays the length-match term to correct answers only
+    l1_alpha: float | None = None  # L1 (LCPO-Max): reward per token under the target; None = 1 / largest budget
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
     precision: str = "auto"  # auto | fp32 | bf16 (budgetlab.precision): the update's autocast, the summary decode
@@ -92,6 +93,8 @@ class RLConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
         if float(self.beta) < 0:
             raise ValueError(f"beta={self.beta!r} must be 0 (no KL term) or positive.")
+        if self.l1_alpha is not None and not float(self.l1_alpha) > 0:
+            raise ValueError(f"l1_alpha={self.l1_alpha!r} must be positive, or None for 1 / the largest budget.")
         if not isinstance(self.sb_length_when_wrong, bool):
             raise ValueError(f"sb_length_when_wrong={self.sb_length_when_wrong!r} must be True or False.")
         if int(self.probe_every) < 0:
@@ -130,6 +133,12 @@ def step_prompts(rows: list[dict], n: int, seed: int, step: int, rank: int = 0) 
     every method, a resumed run and an outside check (scripts/frozen_baseline.py) see the same prompts."""
     rng = np.random.default_rng([step_seed(seed, step), rank])
     return [rows[i] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
+
+
+def l1_targets(budgets: list[int], n: int, seed: int, step: int, rank: int = 0) -> list[int]:
+    """L1's per-prompt targets for a step: drawn uniformly from the training budgets, from (seed, step, rank)."""
+    rng = np.random.default_rng([step_seed(seed, step), rank, 1])
+    return [int(b) for b in rng.choice(budgets, size=n)]
 
 
 def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *, resume: bool = False,
@@ -178,7 +187,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             sampler.sync()
         probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets,
                                               cfg.max_summary, samples=cfg.probe_samples, temperature=cfg.temperature,
-                                              seed=cfg.seed, self_budget=cfg.method == "selfbudgeter",
+                                              seed=cfg.seed, budget_tag=budget_tag(cfg.method, cfg.budgets[-1]),
                                               precision="bf16" if bf16 else "fp32")})
         write_metrics(out_dir / "probe.csv", probes)
 
@@ -200,18 +209,22 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             model.eval()
             if sampler is not None:
                 sampler.sync()  # the generation copy gets this step's weights
-            if cfg.method == "selfbudgeter":
-                prompts, spans = budget_tag_prompts(tok, [r["question"] for r in batch for _ in range(cfg.generations)],
-                                                    rollout)
-            else:
-                prompts = [encode_prompt(tok, r["question"]) for r in batch for _ in range(cfg.generations)]
+            questions = [r["question"] for r in batch for _ in range(cfg.generations)]
+            extra, logs = {}, {}
+            if cfg.method == "selfbudgeter":  # the model writes its budget tag; the tag is trained
+                prompts, spans = budget_tag_prompts(tok, questions, rollout)
+            elif cfg.method == "l1":  # a target per prompt, pre-filled as the tag; given, so never trained
+                extra["targets"] = l1_targets(cfg.budgets, len(batch), cfg.seed, step, rank)
+                prompts, _ = budget_tag_prompts(tok, questions, rollout,
+                                                prefill=[t for t in extra["targets"] for _ in range(cfg.generations)])
                 spans = None
+            else:
+                prompts, spans = [encode_prompt(tok, q) for q in questions], None
             traces = rollout.rollout(prompts, budgets, n_summaries=cfg.summaries, max_summary=cfg.max_summary,
                                      trained_prefix=spans)
             t_sample = time.perf_counter() - t0
             # 2. score
             rewards = score(traces, batch, cfg.generations)
-            extra, logs = {}, {}
             if cfg.method == "selfbudgeter":
                 alpha = alpha_schedule(step, cfg.steps, cfg.alpha_start, cfg.alpha_end)
                 extra["selfbudgeter_reward"], logs = selfbudgeter_rewards(tok, traces, batch, cfg.generations,
@@ -229,7 +242,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             dt = time.perf_counter() - t0
             gen_tokens = sum(t.n_thinking + sum(len(s.ids) for s in {id(s): s for b in t.summaries for s in b}.values())
                              for t in traces)
-            row = {"step": step + 1, "reward": float(extra.get("selfbudgeter_reward", rewards[:, :, -1, 0]).mean()),
+            reward = extra.get("selfbudgeter_reward", rewards[:, :, -1, 0]).mean()
+            row = {"step": step + 1, "reward": float(out.logs.pop("l1_reward", reward)),
                    **{f"acc_{b}": float(rewards[:, :, j, :].mean()) for j, b in enumerate(budgets)},
                    "thinking_len": float(np.mean([t.n_thinking for t in traces])),
                    "style_short": style_share(tok, traces),
