@@ -453,3 +453,14 @@ def test_l1_max_reward_rejects_bad_arguments(kwargs, word):
     args = {"correct": True, "length": 5, "target": 8, **kwargs}
     with pytest.raises(ValueError, match=word):
         l1_max_reward(**args)
+
+
+def test_two_sided_budget_penalty_also_fires_below_the_share_of_the_allowed_maximum():
+    # allowed 300, share .5: declaring 100 (< 150) costs the overflow penalty; 200 is inside and earns 1 + .5·match
+    low = selfbudgeter_reward_parts(BUDGETED, "9", 100, 100, 300, 1.0, underflow_share=0.5)
+    assert low == pytest.approx(_sb(1.0, 1.0, -0.5, 0.0, -0.5))
+    assert selfbudgeter_reward(BUDGETED, "9", 200, 200, 300, 1.0, underflow_share=0.5) == pytest.approx(1.5)
+    # no lower bound where the warm start never solved the question (allowed maximum infinite)
+    assert selfbudgeter_reward(BUDGETED, "9", 1, 1, math.inf, 1.0, underflow_share=0.5) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="underflow_share"):
+        selfbudgeter_reward_parts(BUDGETED, "9", 100, 100, 300, 1.0, underflow_share=1.5)

@@ -42,3 +42,38 @@ def test_budget_sft_examples_prefix_the_label_as_a_budget_tag():
 def test_allowed_lengths_read_back_from_jsonl_give_infinity_for_never_correct():
     labels = [{"id": "a", "length": 8}, {"id": "b", "length": None}]  # as 02 reads them from 01's JSONL
     assert allowed_lengths(labels) == {"a": 8, "b": math.inf}
+
+
+def _sb_trace(tok, declared: int, answer: str, n_thinking: int) -> "Trace":
+    """A finished SelfBudgeter trace: the tag span in the prompt, n thinking tokens, a closed graded summary."""
+    from budgetlab.traces import Summary, Trace
+
+    tag = tok.encode(f"<budget>{declared}</budget>", add_special_tokens=False)
+    text = "1+1=2.</think> Final answer: \\boxed{" + answer + "}"
+    return Trace([1] + tag, [5] * n_thinking, True, (1, 1 + len(tag)), [[Summary(n_thinking, False, [2], text)]])
+
+
+@pytest.mark.parametrize("variant, expected", [
+    # group 0: 1 of 2 correct (rate .5 < GATE), group 1: both correct. Allowed maximum 10 for every question;
+    # declared 20 overflows, declared 10 with 10 thinking tokens matches exactly (1 + .5); wrong + match = .5
+    ("paper", [[-0.5, 0.5], [1.5, 1.5]]),
+    ("gated", [[1.0, 0.0], [1.5, 1.5]]),  # group 0 gets plain correctness: the overflow and the match are off
+    ("two_sided", [[-0.5, 0.5], [1.5, 1.5]]),  # 10 and 10 are not under half of 10
+])
+def test_selfbudgeter_reward_variants_by_group(variant, expected):
+    from budgetlab.selfbudget import selfbudgeter_rewards
+
+    _, tok = load_model("tiny")
+    rows = [{"id": "a", "answer": "2"}, {"id": "b", "answer": "2"}]
+    traces = [_sb_trace(tok, 20, "2", 10), _sb_trace(tok, 10, "3", 10), _sb_trace(tok, 10, "2", 10),
+              _sb_trace(tok, 10, "2", 10)]
+    r, logs = selfbudgeter_rewards(tok, traces, rows, 2, {"a": 10, "b": 10}, alpha=1.0, variant=variant)
+    assert r.flatten().tolist() == pytest.approx([x for g in expected for x in g])
+    assert logs["sb_reward"] == pytest.approx(sum(map(sum, expected)) / 4)
+
+
+def test_selfbudgeter_rewards_refuse_an_unknown_variant():
+    from budgetlab.selfbudget import selfbudgeter_rewards
+
+    with pytest.raises(ValueError, match="sb_reward='lazy' is not accepted"):
+        selfbudgeter_rewards(None, [], [], 2, {}, alpha=1.0, variant="lazy")

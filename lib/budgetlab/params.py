@@ -57,7 +57,7 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
 OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
-                 "TEMPERATURE", "L1_ALPHA"}
+                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
@@ -84,6 +84,7 @@ def validate_params(p: dict) -> None:
     from budgetlab.losses import NORMALISERS
     from budgetlab.methods import METHODS
     from budgetlab.precision import PRECISIONS
+    from budgetlab.selfbudget import SB_REWARDS
 
     methods = p.get("METHODS", [])
     if not isinstance(methods, list) or not methods:
@@ -123,6 +124,7 @@ def validate_params(p: dict) -> None:
                          "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
     if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
         raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
+    check_choice("SB_REWARD", p.get("SB_REWARD", "paper"), list(SB_REWARDS))
     if p.get("L1_ALPHA") is not None and not (_is_number(p["L1_ALPHA"]) and p["L1_ALPHA"] > 0):
         raise ValueError(f"L1_ALPHA={p['L1_ALPHA']!r} must be null (1 / the largest training budget) or a positive number.")
     if "QUOTA" in p and not (_is_number(p["QUOTA"]) and 0 <= p["QUOTA"] <= 1):

@@ -85,6 +85,7 @@ def selfbudgeter_reward_parts(
     overflow_penalty: float = -0.5,
     length_weight: float = 0.5,
     length_when_wrong: bool = True,
+    underflow_share: float | None = None,
 ) -> dict[str, float]:
     """{correct, format, budget_penalty, length, reward}; SelfBudgeter phase-2 reward (SPEC §7).
 
@@ -96,11 +97,15 @@ def selfbudgeter_reward_parts(
     length_when_wrong=False pays the length term to correct answers only (an ablation: a wrong answer earns
     nothing by matching its declared budget; on the default profile it keeps correctness, not the budgets'
     tracking of difficulty, LOG.md 2026-11-25).
+    underflow_share=s makes the budget penalty two-sided: declaring below s * allowed_max also scores
+    overflow_penalty (a candidate fix of the drift to the smallest budget; the paper's reward has no such bound).
     """
     if not alpha > 0:
         raise ValueError(f"alpha={alpha!r} must be positive (the tolerance is alpha * declared budget).")
     if length < 0:
         raise ValueError(f"length={length!r} must be a non-negative token count.")
+    if underflow_share is not None and not 0.0 < underflow_share <= 1.0:
+        raise ValueError(f"underflow_share={underflow_share!r} must be in (0, 1] (or None: no lower bound).")
     if not allowed_max > 0:
         raise ValueError(f"allowed_max={allowed_max!r} must be positive (math.inf when the warm start was wrong).")
     if declared is None:
@@ -111,7 +116,8 @@ def selfbudgeter_reward_parts(
     if declared is None or isinstance(declared, bool) or not declared > 0 or not formatted:
         return parts
     parts["format"] = 1.0
-    if declared > allowed_max:
+    too_low = underflow_share is not None and math.isfinite(allowed_max) and declared < underflow_share * allowed_max
+    if declared > allowed_max or too_low:
         parts.update(budget_penalty=overflow_penalty, reward=overflow_penalty)
         return parts
     if correct or length_when_wrong:

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from budgetlab.config import check_choice
 from budgetlab.inference import generation_copy
 from budgetlab.losses import TrainSeq
 from budgetlab.precision import dtype_name, use_bf16
@@ -98,23 +99,44 @@ def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | Se
     return prompts, spans
 
 
+# Phase-2 reward variants (RLConfig.sb_reward): "paper" is SPEC §7's reward; the others are candidate fixes of
+# its drift to the smallest declared budget (LOG.md), kept selectable so runs can compare them.
+SB_REWARDS = ("paper", "two_sided", "gated")
+UNDERFLOW_SHARE = 0.5  # two_sided: declaring under half the allowed maximum costs the overflow penalty too
+GATE = 0.75  # gated (GRPO-λ): budget terms only in groups whose correct rate reaches this
+
+
 def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float,
-                         length_when_wrong: bool = True) -> tuple[torch.Tensor, dict]:
-    """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log."""
+                         length_when_wrong: bool = True, variant: str = "paper") -> tuple[torch.Tensor, dict]:
+    """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log.
+
+    `variant` (SB_REWARDS): "paper" as in SPEC §7; "two_sided" also penalises declaring below UNDERFLOW_SHARE
+    of the allowed maximum; "gated" pays the budget terms (length match, overflow penalty) only in groups whose
+    correct rate is at least GATE, and plain correctness (or the format penalty) elsewhere, as GRPO-λ does.
+    """
+    check_choice("sb_reward", variant, SB_REWARDS)
     n = len(traces) // generations
     r = torch.zeros((n, generations))
     parts_sum: dict[str, float] = {}
+    table = []
     for idx, tr in enumerate(traces):
         row = rows[idx // generations]
         s, e = tr.trained_prefix
         tag = tok.decode(tr.prompt_ids[s:e])
-        parts = selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
-                                          declared=parse_budget_tag(tag), length=tr.n_thinking,
-                                          allowed_max=allowed.get(row["id"], math.inf), alpha=alpha,
-                                          length_when_wrong=length_when_wrong)
-        r[idx // generations, idx % generations] = parts["reward"]
-        for k, v in parts.items():
-            if math.isfinite(float(v)):
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+        table.append(selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
+                                               declared=parse_budget_tag(tag), length=tr.n_thinking,
+                                               allowed_max=allowed.get(row["id"], math.inf), alpha=alpha,
+                                               length_when_wrong=length_when_wrong,
+                                               underflow_share=UNDERFLOW_SHARE if variant == "two_sided" else None))
+    for i in range(n):
+        group = table[i * generations:(i + 1) * generations]
+        gate_open = variant != "gated" or sum(p["correct"] for p in group) / generations >= GATE
+        for k, parts in enumerate(group):
+            if not gate_open and parts["format"]:
+                parts.update(budget_penalty=0.0, length=0.0, reward=parts["correct"])
+            r[i, k] = parts["reward"]
+            for key, v in parts.items():
+                if math.isfinite(float(v)):
+                    parts_sum[key] = parts_sum.get(key, 0.0) + float(v)
     logs = {f"sb_{k}": v / len(traces) for k, v in parts_sum.items()}
     return r, logs

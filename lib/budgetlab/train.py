@@ -27,7 +27,7 @@ from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
-from budgetlab.selfbudget import budget_tag_prompts, selfbudgeter_rewards
+from budgetlab.selfbudget import SB_REWARDS, budget_tag_prompts, selfbudgeter_rewards
 from budgetlab.synthetic import short_style_share
 from budgetlab.truncation import Markers
 from budgetlab.update import update
@@ -59,6 +59,7 @@ class RLConfig:
     alpha_start: float = 6.0  # SelfBudgeter tolerance schedule (paper: 6.0 -> 0.1)
     alpha_end: float = 0.1
     sb_length_when_wrong: bool = True  # SelfBudgeter: False pays the length-match term to correct answers only
+    sb_reward: str = "paper"  # SelfBudgeter phase-2 reward: paper | two_sided | gated (selfbudget.SB_REWARDS)
     l1_alpha: float | None = None  # L1 (LCPO-Max): reward per token under the target; None = 1 / largest budget
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
@@ -79,6 +80,7 @@ class RLConfig:
         self.budgets = validate_budgets(self.budgets)
         prior_weights(self.prior, self.budgets)
         check_choice("brpo_mode", self.brpo_mode, ["brpo", "v1", "v2", "none"])
+        check_choice("sb_reward", self.sb_reward, SB_REWARDS)
         check_choice("normaliser", self.normaliser, NORMALISERS)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("rollout_dtype", self.rollout_dtype, ["auto", "bfloat16", "float32", "model"])
@@ -229,7 +231,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                 alpha = alpha_schedule(step, cfg.steps, cfg.alpha_start, cfg.alpha_end)
                 extra["selfbudgeter_reward"], logs = selfbudgeter_rewards(tok, traces, batch, cfg.generations,
                                                                           allowed or {}, alpha,
-                                                                          cfg.sb_length_when_wrong)
+                                                                          cfg.sb_length_when_wrong, cfg.sb_reward)
                 logs["alpha"] = alpha
             # 3. advantages -> training sequences
             out = method(Step(traces, rewards, budgets, markers, cfg, extra))
