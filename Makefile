@@ -13,7 +13,7 @@ RUN_ARGS ?=
 # OpenMP threads that spin while waiting starve each other on a small shared CPU (see LOG.md)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test test-fast bench lab clean-results
+.PHONY: setup run study test test-fast bench lab clean-results
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing budgetlab with its dev extra (first run only)"
@@ -30,6 +30,10 @@ setup: $(STAMP)
 run: setup
 	@echo "==> running the whole chain on the '$(PROFILE)' profile"
 	$(BIN)/python -m budgetlab.pipeline --profile $(PROFILE) $(RUN_ARGS)
+
+# the default profile on three seeds, then their effects pooled into results/sweep-study-<time>/pooled.md
+study: setup
+	$(BIN)/python -m budgetlab.pipeline --profile study $(RUN_ARGS)
 
 test: setup
 	@echo "==> running the test suite (fast tier + slow notebook tier)"

@@ -55,6 +55,11 @@ def test_scientific_notation_is_a_number_although_yaml_1_1_reads_it_as_a_string(
     ({"MODEL": "./no/such/model"}, "does not exist"),
     ({"ADAPTER": "ia3"}, "ADAPTER='ia3'"),
     ({"NOT_A_KEY": 1}, "NOT_A_KEY"),
+    ({"SB_REWARD": "lazy"}, "SB_REWARD='lazy' is not accepted"),
+    ({"L1_ALPHA": 0}, "L1_ALPHA=0 must be null"),
+    ({"SEEDS": [0]}, "SEEDS=\\[0\\] must be a list of at least 2 distinct"),
+    ({"SEEDS": [1, 1]}, "SEEDS=\\[1, 1\\]"),
+    ({"METHODS": ["l1"], "GENERATIONS": 1}, "GENERATIONS=1 gives \\['l1'\\]"),
 ])
 def test_bad_parameters_fail_with_one_sentence_naming_the_value(over, message):
     with pytest.raises(ValueError, match=message):

@@ -3,6 +3,7 @@
     python -m budgetlab.pipeline --profile smoke [--run-dir DIR] [-p KEY=VALUE ...] [--resume]
     python -m budgetlab.pipeline --profile default --sweep method=grpo,brpo SEED=0,1
     python -m budgetlab.pipeline --profile default --until 02_rl    # stop after training; --resume goes on
+    python -m budgetlab.pipeline --profile study                    # its SEEDS, then their effects pooled
 
 A profile is a flat YAML file in params/ (budgetlab.params checks every value before any model work). Each stage
 leaves its executed notebook under RUN_DIR/notebooks/ and a marker under RUN_DIR/stages/, so --resume
@@ -155,6 +156,26 @@ def sweep_grid(specs: list[str]) -> list[dict]:
     return out
 
 
+def pool_seeds(base: Path, grid: list[dict], run_dirs: list[Path]) -> list[Path]:
+    """For each group of a sweep's runs that differ only in SEED (two or more), pooled.json and pooled.md
+    (budgetlab.study) in the sweep folder: `pooled` when the sweep varies SEED alone, else `pooled-<rest>`."""
+    from budgetlab.study import write_pooled
+
+    groups: dict[str, list[Path]] = {}
+    for over, run_dir in zip(grid, run_dirs):
+        rest = "-".join(f"{k.lower()}={v[0] if isinstance(v, list) else v}" for k, v in over.items() if k != "SEED")
+        groups.setdefault(rest, []).append(run_dir)
+    written = []
+    for rest, runs in groups.items():
+        if len(runs) < 2:
+            continue
+        out = base / (f"pooled-{rest}" if rest else "pooled")
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(write_pooled(out, runs))
+        print(f"[budgetlab] {len(runs)} seeds pooled into {out}:\n{(out / 'pooled.md').read_text()}", flush=True)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin while waiting starve each other on a small shared CPU (measured: a 64-token
     # rollout 2.5 s passive, 42-67 s spinning); the notebook kernels inherit this environment.
@@ -174,14 +195,21 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"-p {item!r} must look like KEY=VALUE.")
             k, v = item.split("=", 1)
             overrides[k] = parse_value(v)
+        seeds = load_params(args.profile, overrides).get("SEEDS")
+        if seeds and not args.sweep:  # a profile that names its seeds (study) sweeps them
+            args.sweep = ["SEED=" + ",".join(str(s) for s in seeds)]
         if args.sweep:
             grid = sweep_grid(args.sweep)
             for over in grid:  # validate every combination before the first one runs
                 load_params(args.profile, {**overrides, **over})
             base = Path(args.run_dir or PROJECT_ROOT / "results" / f"sweep-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dirs = []
             for over in grid:
                 tag = "-".join(f"{k.lower()}={v[0] if isinstance(v, list) else v}" for k, v in over.items())
-                run(args.profile, base / tag, {**overrides, **over}, resume=args.resume, until=args.until)
+                run_dirs.append(run(args.profile, base / tag, {**overrides, **over}, resume=args.resume,
+                                    until=args.until))
+            if args.until is None and any("SEED" in over for over in grid):
+                pool_seeds(base, grid, run_dirs)
         else:
             load_params(args.profile, overrides)
             run(args.profile, args.run_dir, overrides, resume=args.resume, until=args.until)
