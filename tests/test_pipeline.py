@@ -8,7 +8,7 @@ from budgetlab import pipeline
 
 
 def test_every_profile_loads_and_validates():
-    for name in ("smoke", "default", "paper"):
+    for name in ("smoke", "default", "study", "paper"):
         p = pipeline.load_params(name)
         assert p["PROFILE"] == name and p["METHODS"]
 
@@ -123,3 +123,18 @@ def test_notebooks_have_one_parameters_cell_and_no_outputs():
         raw = json.loads(path.read_text())  # nbformat 4.5 cells need ids (nbformat fills them in with a warning)
         assert all("id" in c for c in raw["cells"]), path.name
     assert [p.stem for p in sorted(pipeline.NOTEBOOKS.glob("*.ipynb"))] == list(pipeline.STAGES)
+
+
+@pytest.mark.parametrize("stage", pipeline.STAGES)
+def test_papermill_reads_every_assignment_of_each_parameters_cell(stage):
+    # papermill skips a line it cannot parse (an "=" inside the comment is enough), and the pipeline then never
+    # passes that parameter: every NAME = ... line of the cell must come back from inspect_notebook
+    import re
+
+    import nbformat
+    import papermill as pm
+
+    path = pipeline.NOTEBOOKS / f"{stage}.ipynb"
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", cell.source, flags=re.M)
+    assert list(pm.inspect_notebook(str(path))) == assigned

@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
                    generations=args.generations, budgets=[int(b) for b in args.budgets.split(",")],
                    max_summary=4, beta=args.beta).validate()  # bad input fails here, before the process group starts
     acc = Accelerator(cpu=args.cpu or not torch.cuda.is_available())
+    if acc.is_main_process:  # one owner per run directory (budgetlab.rundir); the other ranks write nothing there
+        from budgetlab.rundir import claim
+
+        claim(args.out)
     torch.manual_seed(0)  # identical initial adapter on every rank
     model, tok = load_model(args.model, adapter=args.adapter, lora_r=4,
                             device="cuda" if acc.device.type == "cuda" else "cpu")

@@ -24,6 +24,7 @@ from pathlib import Path
 from budgetlab.config import PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice
 from budgetlab.params import load_params, parse_value, profiles
 from budgetlab.precision import describe, model_shape, resolve
+from budgetlab.rundir import OWNER_ENV, claim, release
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 STAGES = ("00_data_prep", "01_budget_sft", "02_rl", "03_anytime_eval", "04_report")
@@ -95,9 +96,17 @@ def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None 
     if until is not None:
         check_choice("until", until, list(STAGES))
     run_dir = Path(run_dir or PROJECT_ROOT / "results" / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume and (run_dir / "stages").exists():
-        raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it or pick another.")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim(run_dir)  # one owner per run directory (budgetlab.rundir); our notebook kernels inherit the pid below
+    os.environ[OWNER_ENV] = str(os.getpid())
+    try:
+        if not resume and (run_dir / "stages").exists():
+            raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it or pick another.")
+        return _run_stages(profile, params, run_dir, resume, until)
+    finally:
+        release(run_dir)
+
+
+def _run_stages(profile: str, params: dict, run_dir: Path, resume: bool, until: str | None) -> Path:
     choice = run_precision(params, run_dir, resume)
     params = {**params, "PRECISION": choice["precision"]}  # the notebooks get the measured choice, not "auto"
     atomic_write_json(run_dir / "config.json", {**params, "PRECISION_CHOICE": choice})
