@@ -16,22 +16,23 @@ import numpy as np
 from budgetlab.config import check_choice
 
 
-def validate_budgets(budgets: Sequence[int]) -> list[int]:
-    """The budgets as a list of ints if non-empty, positive and strictly increasing, else ValueError."""
+def validate_budgets(budgets: Sequence[int], name: str = "budgets") -> list[int]:
+    """The budgets as a list of ints if non-empty, positive and strictly increasing, else ValueError naming
+    `name` (the parameter the user typed, such as TRAIN_BUDGETS)."""
     if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
-        raise ValueError(f"budgets={budgets!r} is not a list; give positive, strictly increasing ints.")
+        raise ValueError(f"{name}={budgets!r} is not a list; give positive, strictly increasing ints.")
     values = list(budgets)
     if not values:
-        raise ValueError("budgets=[] is empty; give at least one positive int thinking-token budget.")
+        raise ValueError(f"{name}=[] is empty; give at least one positive int thinking-token budget.")
     for b in values:
         if isinstance(b, bool) or not isinstance(b, numbers.Integral):
-            raise ValueError(f"budget {b!r} in {values} is not an int; budgets are counts of thinking tokens.")
+            raise ValueError(f"budget {b!r} in {name}={values} is not an int; budgets are counts of thinking tokens.")
         if b <= 0:
-            raise ValueError(f"budget {b!r} in {values} is not positive; budgets must be >= 1 token.")
+            raise ValueError(f"budget {b!r} in {name}={values} is not positive; budgets must be >= 1 token.")
     out = [int(b) for b in values]
     for prev, cur in zip(out, out[1:]):
         if cur <= prev:
-            raise ValueError(f"budgets {out} are not strictly increasing ({prev} then {cur}); sort and deduplicate them.")
+            raise ValueError(f"{name}={out} is not strictly increasing ({prev} then {cur}); sort and deduplicate it.")
     return out
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from budgetlab.config import check_choice, read_jsonl, write_jsonl
-from budgetlab.loaders import SOURCES, looks_like_hub_id
+from budgetlab.loaders import SOURCES, _numbered_jsonl, load_problems, looks_like_hub_id
 from budgetlab.synthetic import GENERATED
 
 
@@ -51,6 +51,58 @@ def check_data_params(task: str, data_path: str, n_train: int, n_eval: int, leve
         raise ValueError(f"SEED={seed!r} is not accepted; use a non-negative integer.")
     return {"task": task, "data_path": data_path if task not in GENERATED else "", "n_train": n_train,
             "n_eval": n_eval, "levels": levels, "seed": seed}
+
+
+def check_data_file(task: str, data_path: str, levels: Sequence[int], n_eval: int) -> None:
+    """Read a run's input data before any work: every row parses and has its fields (loaders' file:line
+    sentences), ids are unique, every level in LEVELS has rows, and enough remain for N_EVAL plus training.
+    A hub id is only checked to be reachable or cached (`check_hub_dataset`); generated tasks need nothing."""
+    if task in GENERATED:
+        return
+    path = Path(str(data_path))
+    if not path.is_file():
+        check_hub_dataset(str(data_path))
+        return
+    rows = load_problems(task, str(path))  # ValueError "file:line: ..." on the first bad row, or "holds no rows"
+    places = [where for where, _ in _numbered_jsonl(path)] if path.suffix == ".jsonl" else [str(path)] * len(rows)
+    first: dict[str, str] = {}
+    for row, where in zip(rows, places):
+        if row["id"] in first:
+            raise ValueError(f"{where}: id {row['id']!r} repeats {first[row['id']]}; every row needs its own id.")
+        first[row["id"]] = where
+    present = sorted({r["level"] for r in rows})
+    for lv in levels:
+        if lv not in present:
+            raise ValueError(f"LEVELS={list(levels)} asks for level {lv}, but {path} has no row of it; "
+                             f"its levels are {present}.")
+    kept = len(filter_levels(rows, levels)) if levels else len(rows)  # no LEVELS (a real-data check): every row
+    if kept <= n_eval:
+        raise ValueError(f"{path} has {kept} rows at LEVELS={list(levels)}; N_EVAL={n_eval} needs at least "
+                         f"{n_eval + 1} (one or more left to train on).")
+
+
+def check_hub_dataset(hub_id: str, timeout: float = 10.0) -> None:
+    """A hub dataset id is usable if the hub answers for it or a copy is cached here; else one sentence."""
+    import os
+
+    from huggingface_hub import HfApi, scan_cache_dir
+
+    try:
+        HfApi().dataset_info(hub_id, timeout=timeout)
+        return
+    except Exception as e:  # offline, unknown id, gated: whatever the hub says, a cached copy may still serve
+        reason = type(e).__name__
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets"))
+    if any(datasets_cache.glob(hub_id.replace("/", "___") + "*")):
+        return
+    try:
+        if any(r.repo_id == hub_id and r.repo_type == "dataset" for r in scan_cache_dir().repos):
+            return
+    except Exception:  # no hub cache folder at all
+        pass
+    raise ValueError(f"DATA_PATH={hub_id!r} is a hub id, but the hub did not answer for it ({reason}) and no copy "
+                     "is cached here; pass a local .jsonl file, or fetch the dataset where the hub is reachable.")
 
 
 def filter_levels(rows: list[dict], levels: Sequence[int]) -> list[dict]:

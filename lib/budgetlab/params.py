@@ -5,6 +5,7 @@ Each check fails with one sentence naming the key the user typed and what it acc
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -42,7 +43,19 @@ def parse_value(text: str):
 def load_params(profile: str, overrides: dict | None = None) -> dict:
     """The profile's parameters with overrides applied and validated (one sentence on the first problem)."""
     check_choice("profile", profile, profiles())
-    params = yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text()) or {}
+    path = PARAMS_DIR / f"{profile}.yaml"
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ValueError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e}).") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} holds a {type(params).__name__}; a profile is a mapping of KEY: value lines.")
+    known = (notebook_parameters() - PIPELINE_SETS) | OPTIONAL_KEYS
+    unknown = sorted(k for k in params if k not in known)
+    if unknown:
+        raise ValueError(f"{path}: key {unknown[0]!r} is not a parameter a profile sets; use one of {sorted(known)}.")
     params = {k: scientific_as_float(v) for k, v in params.items()}
     for key, value in (overrides or {}).items():
         key = key.upper()
@@ -54,6 +67,16 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
     return params
 
 
+@functools.lru_cache(maxsize=1)
+def notebook_parameters() -> frozenset[str]:
+    """Every name a notebook's `parameters` cell declares (what a profile may set)."""
+    import papermill as pm
+
+    return frozenset(name for nb in sorted((PROJECT_ROOT / "notebooks").glob("[0-9]*.ipynb"))
+                     for name in pm.inspect_notebook(str(nb)))
+
+
+PIPELINE_SETS = {"RUN_DIR", "RESUME", "METHOD"}  # notebook parameters the pipeline fills in, never a profile
 OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
@@ -80,6 +103,7 @@ def _is_number(v) -> bool:
 def validate_params(p: dict) -> None:
     """Cheap checks of everything a stage would otherwise discover late, naming the key the user typed."""
     from budgetlab.budgets import prior_weights, validate_budgets
+    from budgetlab.data import check_data_params
     from budgetlab.loaders import SOURCES, looks_like_hub_id
     from budgetlab.losses import NORMALISERS
     from budgetlab.methods import METHODS
@@ -106,8 +130,10 @@ def validate_params(p: dict) -> None:
     if p.get("GENERATIONS", 2) == 1 and set(methods) & set(NEEDS_A_GROUP):
         raise ValueError(f"GENERATIONS=1 gives {sorted(set(methods) & set(NEEDS_A_GROUP))} zero advantages "
                          "(one trace per prompt has no group to compare with); use GENERATIONS >= 2.")
-    validate_budgets(p["TRAIN_BUDGETS"])
-    validate_budgets(p["EVAL_BUDGETS"])
+    check_data_params(p.get("TASK", "synthetic"), p.get("DATA_PATH", ""), p.get("N_TRAIN"), p.get("N_EVAL"),
+                      p.get("LEVELS", [1]), p.get("SEED", 0))
+    validate_budgets(p["TRAIN_BUDGETS"], "TRAIN_BUDGETS")
+    validate_budgets(p["EVAL_BUDGETS"], "EVAL_BUDGETS")
     prior_weights(p.get("PRIOR", "uniform"), p["TRAIN_BUDGETS"])
     check_choice("NORMALISER", p.get("NORMALISER", "sequence"), NORMALISERS)
     check_choice("PRECISION", p.get("PRECISION", "auto"), PRECISIONS)
@@ -136,3 +162,6 @@ def validate_params(p: dict) -> None:
     model = str(p.get("MODEL", "default"))
     if model not in ("default", "tiny") and not Path(model).exists() and not looks_like_hub_id(model):
         raise ValueError(f"MODEL={model!r} does not exist; use 'default', 'tiny', a local folder or a hub id org/name.")
+    if model not in ("default", "tiny") and Path(model).exists() and not (Path(model) / "config.json").is_file():
+        raise ValueError(f"MODEL={model!r} is not a model folder (no config.json in it); give a folder written by "
+                         "save_pretrained, 'default', 'tiny' or a hub id org/name.")

@@ -87,6 +87,33 @@ def append_index(run_dir: Path, params: dict, seconds: float) -> None:
     atomic_write_text(index, old + json.dumps(row) + "\n")
 
 
+# what a run directory's data and adapters were made from: a resumed run must keep them
+RUN_IDENTITY = ("MODEL", "ADAPTER", "LORA_R", "LORA_LAYERS", "TASK", "DATA_PATH", "N_TRAIN", "N_EVAL", "LEVELS", "SEED")
+
+
+def check_resume(params: dict, run_dir: Path) -> None:
+    """A resumed run keeps what its adapters and data were made from (an adapter trained on another base model
+    would load into the wrong weights); one sentence naming the first key that changed."""
+    old = run_dir / "config.json"
+    if not old.is_file():
+        return
+    earlier = json.loads(old.read_text())
+    for key in RUN_IDENTITY:
+        if key in earlier and earlier[key] != params.get(key):
+            raise ValueError(f"run directory {run_dir} was made with {key}={earlier[key]!r}; --resume must keep it "
+                             f"(got {params.get(key)!r}), or start a new run directory.")
+
+
+def check_inputs(params: dict) -> None:
+    """Every input file read and checked before the first notebook (budgetlab.data.check_data_file): the task's
+    DATA_PATH and the optional REAL_DATA; one sentence naming file and line on the first fault."""
+    from budgetlab.data import check_data_file
+
+    check_data_file(params.get("TASK", "synthetic"), params.get("DATA_PATH", ""), params["LEVELS"], params["N_EVAL"])
+    if params.get("REAL_DATA"):
+        check_data_file(params.get("REAL_TASK", "gsm8k"), params["REAL_DATA"], (), 0)
+
+
 def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
         until: str | None = None) -> Path:
     """Run every stage of a profile into run_dir (default results/<profile>-<time>) and return it.
@@ -95,7 +122,10 @@ def run(profile: str, run_dir: str | Path | None = None, overrides: dict | None 
     params = load_params(profile, overrides)
     if until is not None:
         check_choice("until", until, list(STAGES))
+    check_inputs(params)  # before the run directory exists: bad data leaves nothing behind
     run_dir = Path(run_dir or PROJECT_ROOT / "results" / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if resume:
+        check_resume(params, run_dir)
     claim(run_dir)  # one owner per run directory (budgetlab.rundir); our notebook kernels inherit the pid below
     os.environ[OWNER_ENV] = str(os.getpid())
     try:
@@ -210,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             grid = sweep_grid(args.sweep)
             for over in grid:  # validate every combination before the first one runs
-                load_params(args.profile, {**overrides, **over})
+                check_inputs(load_params(args.profile, {**overrides, **over}))
             base = Path(args.run_dir or PROJECT_ROOT / "results" / f"sweep-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}")
             run_dirs = []
             for over in grid:
