@@ -3,6 +3,9 @@ training forward/backward where `budgetlab.precision` chose it, and the progress
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import torch
 
 
@@ -23,3 +26,20 @@ def progress_bar(iterable, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, leave=True)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training loss came out NaN or infinite: the step's optimizer update was not applied."""
+
+
+def check_finite_loss(loss: float, what: str, step: int, out_dir: str | Path) -> None:
+    """Stop before the optimizer step of `what` step `step` (1-based) if its loss is NaN or infinite, naming the
+    step and the checkpoint a resume would continue from (the weights are still those after the previous step)."""
+    if math.isfinite(loss):
+        return
+    from budgetlab.checkpoint import latest_checkpoint
+
+    ck = latest_checkpoint(out_dir)
+    kept = f"its last good checkpoint {ck} is kept" if ck else "no checkpoint was written yet"
+    raise NonFiniteLoss(f"{what} step {step}: the loss is {loss}, so the run stops before applying it; {kept} "
+                        "(lower the learning rate or check the data, then resume).")

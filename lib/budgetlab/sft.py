@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from budgetlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
-from budgetlab.loop import autocast, progress_bar, step_seed
+from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metrics
+from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import TrainSeq, collate, token_logprobs, weighted_sft_loss
 from budgetlab.precision import check_precision, use_bf16
 
@@ -43,8 +43,8 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
     bf16 = use_bf16(cfg.precision, model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     rows, start = [], 0
-    if resume and (ck := latest_checkpoint(out_dir)) is not None:
-        start, rows = load_checkpoint(ck, model, opt)
+    if resume:  # the newest checkpoint that loads; a truncated or foreign one is named and skipped
+        start, rows, _ = resume_checkpoint(out_dir, model, opt)
     model.train()
     consistent = True
     try:
@@ -64,6 +64,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                 loss.backward()
                 total += float(loss.detach())
                 n_tok += int(t["attention"].sum())
+            check_finite_loss(total, "SFT", step + 1, out_dir)
             opt.step()
             dt = time.perf_counter() - t0
             rows.append({"step": step + 1, "loss": total, "step_seconds": dt, "tokens_per_s": n_tok / dt})

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from budgetlab.budgets import prior_weights, validate_budgets
-from budgetlab.checkpoint import checkpoint_state, latest_checkpoint, load_checkpoint, save_checkpoint, write_metrics
+from budgetlab.checkpoint import checkpoint_state, resume_checkpoint, save_checkpoint, write_metrics
 from budgetlab.config import check_choice, check_range
 from budgetlab.inference import generation_copy
-from budgetlab.loop import progress_bar, step_seed
+from budgetlab.loop import check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS
 from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_method
 from budgetlab.models import trainable_state
@@ -176,9 +176,9 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     if cfg.beta > 0 and reference is None:  # taken before a resume loads a checkpoint: the warm start
         reference = trainable_state(model)
     metrics, probes, start = [], [], 0
-    if resume and (ck := latest_checkpoint(out_dir)) is not None:
-        start, metrics = load_checkpoint(ck, model, opt)
-        probes = checkpoint_state(ck).get("probes", [])
+    if resume:  # the newest checkpoint that loads; a truncated or foreign one is named and skipped
+        start, metrics, ck = resume_checkpoint(out_dir, model, opt)
+        probes = checkpoint_state(ck).get("probes", []) if ck else []
     bf16 = use_bf16(cfg.precision, model)
     sampler = generation_copy(model, dtype_name(bf16) if cfg.rollout_dtype == "auto" else cfg.rollout_dtype)
     rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=bf16)
@@ -240,6 +240,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             model.train()
             stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id, accelerator, reference)
             model.eval()
+            check_finite_loss(stats["loss"], "RL", step + 1, out_dir)  # NaN: update skipped, nothing saved
             # 5. log
             dt = time.perf_counter() - t0
             gen_tokens = sum(t.n_thinking + sum(len(s.ids) for s in {id(s): s for b in t.summaries for s in b}.values())

@@ -6,6 +6,7 @@ with several processes the gradients are averaged before every optimizer step, a
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -83,5 +84,10 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
                 stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * w
         if accelerator is not None and accelerator.num_processes > 1:
             average_gradients(model, accelerator)
+        grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        if not (math.isfinite(stats["loss"]) and grads_finite):  # the loop names the step (loop.check_finite_loss)
+            opt.zero_grad(set_to_none=True)  # another rank's NaN reaches this one through the averaged gradient
+            stats["loss"] = float("nan")
+            return stats
         opt.step()
     return stats
