@@ -72,5 +72,6 @@ def test_two_pipelines_on_one_run_directory_the_second_refuses_and_the_first_fin
                   "or pick another run directory."
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out
+    assert "[budgetlab] 00_data_prep:" in out and "over TCP" not in out  # kernels over private Unix sockets
     assert (run_dir / "stages" / "00_data_prep.done").exists() and (run_dir / "data" / "train.jsonl").exists()
     assert lock.read_text() == ""  # released at the end

@@ -13,11 +13,15 @@ skips finished stages and lets an interrupted training stage continue from its l
 from __future__ import annotations
 
 import argparse
+import atexit
+import functools
 import itertools
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +54,17 @@ def stage_runs(params: dict) -> list[tuple[str, str, dict]]:
     return runs
 
 
+@functools.lru_cache(maxsize=1)
+def kernel_config():
+    """Kernels talk to the pipeline over Unix sockets in a private folder (mode 0700, removed at exit) instead of
+    TCP ports on localhost: only this user can reach them, and jupyter_client's unencrypted-TCP warning is moot."""
+    from traitlets.config import Config
+
+    folder = tempfile.mkdtemp(prefix="budgetlab-kernels-")  # created 0700
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})
+
+
 def run_stage(stage: str, name: str, params: dict, run_dir: Path, resume: bool) -> float:
     """Execute one notebook with the parameters it declares; returns seconds."""
     import papermill as pm
@@ -61,7 +76,7 @@ def run_stage(stage: str, name: str, params: dict, run_dir: Path, resume: bool) 
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     pm.execute_notebook(str(src), str(out), parameters=given, cwd=str(PROJECT_ROOT), kernel_name="python3",
-                        progress_bar=False)
+                        progress_bar=False, config=kernel_config())
     return time.perf_counter() - t0
 
 
