@@ -125,6 +125,8 @@ CASES = [
     ("level text not a level", data_case([{**GOOD_ROWS[0], "level": "Level 2 or 3"}]), re.compile(r"data.jsonl:1: level 'Level 2 or 3'")),
     ("data path not a file", p("TASK=jsonl", "DATA_PATH=/no/such.jsonl"), "DATA_PATH='/no/such.jsonl' is neither"),
     ("gsm8k row without ####", data_case([{"question": "Q?", "answer": "42"}], "-p", "TASK=gsm8k"), re.compile(r"data.jsonl:1: GSM8K answer has no final")),
+    ("hub dataset unreachable", p("TASK=math", "DATA_PATH=nobody-xyz/no-such-dataset"),
+     "DATA_PATH='nobody-xyz/no-such-dataset' is a hub id, but the hub did not answer for it"),
     # --- model folders ---
     ("model folder without config", model_folder(["weights.bin"]), "is not a model folder (no config.json in it)"),
     ("model path missing", p("MODEL=./no/such/model"), "MODEL='./no/such/model' does not exist"),
