@@ -80,7 +80,7 @@ PIPELINE_SETS = {"RUN_DIR", "RESUME", "METHOD"}  # notebook parameters the pipel
 OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
-                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS"}
+                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS", "REPORT_TO"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
@@ -109,6 +109,7 @@ def validate_params(p: dict) -> None:
     from budgetlab.methods import METHODS
     from budgetlab.precision import PRECISIONS
     from budgetlab.selfbudget import SB_REWARDS
+    from budgetlab.tracking import REPORT_TO
 
     methods = p.get("METHODS", [])
     if not isinstance(methods, list) or not methods:
@@ -154,6 +155,7 @@ def validate_params(p: dict) -> None:
     if seeds is not None and not (isinstance(seeds, list) and len(seeds) >= 2 and all(_is_int(s) and s >= 0 for s in seeds)
                                   and len(set(seeds)) == len(seeds)):
         raise ValueError(f"SEEDS={seeds!r} must be a list of at least 2 distinct integers >= 0 (a study pools them).")
+    check_choice("REPORT_TO", p.get("REPORT_TO", "none"), list(REPORT_TO))
     check_choice("SB_REWARD", p.get("SB_REWARD", "paper"), list(SB_REWARDS))
     if p.get("L1_ALPHA") is not None and not (_is_number(p["L1_ALPHA"]) and p["L1_ALPHA"] > 0):
         raise ValueError(f"L1_ALPHA={p['L1_ALPHA']!r} must be null (1 / the largest training budget) or a positive number.")

@@ -19,6 +19,7 @@ from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metri
 from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import TrainSeq, collate, token_logprobs, weighted_sft_loss
 from budgetlab.precision import check_precision, use_bf16
+from budgetlab.tracking import Tracker
 
 
 @dataclass
@@ -28,6 +29,7 @@ class SFTConfig:
     lr: float = 2e-4
     micro_batch: int = 16  # examples per forward/backward (memory bound)
     precision: str = "auto"  # auto | fp32 | bf16: autocast for forward/backward (budgetlab.precision)
+    report_to: str = "none"  # none | tensorboard: every step's row also to out_dir/tensorboard (budgetlab.tracking)
     seed: int = 0
     checkpoint_every: int = 20
 
@@ -39,6 +41,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
         raise ValueError("sft got no examples; give at least one (prompt, target) pair.")
     check_precision(cfg.precision)
     out_dir = Path(out_dir)
+    tracker = Tracker(cfg.report_to, out_dir / "tensorboard")
     device = next(model.parameters()).device
     bf16 = use_bf16(cfg.precision, model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
@@ -68,6 +71,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             opt.step()
             dt = time.perf_counter() - t0
             rows.append({"step": step + 1, "loss": total, "step_seconds": dt, "tokens_per_s": n_tok / dt})
+            tracker.log(rows[-1])
             consistent = True
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 save_checkpoint(out_dir, model, opt, step + 1, rows)
@@ -77,5 +81,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             save_checkpoint(out_dir, model, opt, len(rows), rows)
             write_metrics(out_dir / "metrics.csv", rows)
         raise
+    finally:
+        tracker.close()
     model.eval()
     return rows

@@ -29,6 +29,7 @@ from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import SB_REWARDS, budget_tag_prompts, selfbudgeter_rewards
 from budgetlab.synthetic import short_style_share
+from budgetlab.tracking import REPORT_TO, Tracker
 from budgetlab.truncation import Markers
 from budgetlab.update import update
 
@@ -69,6 +70,7 @@ class RLConfig:
     # for 4-bit QLoRA bases).
     rollout_dtype: str = "auto"
     checkpoint_every: int = 5
+    report_to: str = "none"  # none | tensorboard: every step's row also to out_dir/tensorboard (budgetlab.tracking)
     probe_every: int = 0  # probe fixed problems every k steps, at the start and at the end; 0: off
     probe_size: int = 32  # problems in the probe
     probe_samples: int = 4  # answers per probe problem, at `temperature`, from the same seed each time
@@ -83,6 +85,7 @@ class RLConfig:
         check_choice("sb_reward", self.sb_reward, SB_REWARDS)
         check_choice("normaliser", self.normaliser, NORMALISERS)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("report_to", self.report_to, REPORT_TO)
         check_choice("rollout_dtype", self.rollout_dtype, ["auto", "bfloat16", "float32", "model"])
         check_range("quota", self.quota, 0.0, 1.0)
         check_range("decay", self.decay, 0.0, 1.0)
@@ -183,6 +186,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     sampler = generation_copy(model, dtype_name(bf16) if cfg.rollout_dtype == "auto" else cfg.rollout_dtype)
     rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=bf16)
     fixed = probe_rows(rows, cfg.probe_size, cfg.seed) if cfg.probe_every and main else []
+    tracker = Tracker(cfg.report_to if main else "none", out_dir / "tensorboard")
 
     def run_probe(done: int) -> None:  # the policy after `done` steps, on the fixed rows
         if sampler is not None:
@@ -257,6 +261,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
                 row = {k: float(accelerator.reduce(torch.tensor(float(v)), reduction="mean")) for k, v in row.items()}
                 row["step"], row["world_size"] = step + 1, world
             metrics.append(row)
+            tracker.log(row)
             if main:
                 write_metrics(out_dir / "metrics.csv", metrics)
             if fixed and ((step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps):
@@ -269,4 +274,6 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
         if consistent and main:  # mid-update weights match no step: keep the last periodic checkpoint instead
             save(len(metrics))
         raise
+    finally:
+        tracker.close()
     return metrics
