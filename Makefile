@@ -13,7 +13,7 @@ RUN_ARGS ?=
 # OpenMP threads that spin while waiting starve each other on a small shared CPU (see LOG.md)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run study test test-fast lock bench lab clean-results
+.PHONY: setup run study test test-browser test-fast lock bench lab clean-results
 
 # Exact versions of every dependency but torch, the ones the tests passed with (make lock writes it anew).
 # LOCK= (empty) installs the newest versions pyproject.toml allows instead, e.g. on another Python than 3.11.
@@ -52,6 +52,12 @@ NONET := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
 test: setup
 	@echo "==> running the test suite (fast tier + slow notebook tier)$(if $(NONET), in a network namespace without interfaces,)"
 	$(NONET) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# JupyterLab and report.html in a real browser: Chromium from the system packages (apt-get install chromium),
+# driven by Playwright. Outside the network namespace: the browser reaches JupyterLab over loopback.
+test-browser: setup
+	@command -v chromium >/dev/null || { echo "make test-browser needs Chromium: apt-get install chromium"; exit 2; }
+	$(BIN)/python -m pytest -m browser tests/test_browser.py $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
