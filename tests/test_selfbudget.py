@@ -44,7 +44,7 @@ def test_allowed_lengths_read_back_from_jsonl_give_infinity_for_never_correct():
     assert allowed_lengths(labels) == {"a": 8, "b": math.inf}
 
 
-def _sb_trace(tok, declared: int, answer: str, n_thinking: int) -> "Trace":
+def _sb_trace(tok, declared: int, answer: str, n_thinking: int):
     """A finished SelfBudgeter trace: the tag span in the prompt, n thinking tokens, a closed graded summary."""
     from budgetlab.traces import Summary, Trace
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from budgetlab.budgets import validate_budgets
