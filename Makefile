@@ -45,16 +45,16 @@ run: setup
 study: setup
 	$(BIN)/python -m budgetlab.pipeline --profile study $(RUN_ARGS)
 
-# The suite runs with no network at all (not even loopback) where user namespaces allow it: nothing in it may
-# need one. Elsewhere it runs as it is.
-NONET := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
+# The suite runs in a network namespace with loopback only where user namespaces allow it (scripts/offline.sh):
+# nothing in it may need the network. Elsewhere it runs as it is. The browser tests run in make test-browser.
+NONET := $(shell unshare -rn sh -c 'ip link set lo up' 2>/dev/null && echo "sh scripts/offline.sh")
 
 test: setup
-	@echo "==> running the test suite (fast tier + slow notebook tier)$(if $(NONET), in a network namespace without interfaces,)"
-	$(NONET) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "==> running the test suite (fast tier + slow notebook tier)$(if $(NONET), offline: loopback only,)"
+	$(NONET) $(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
 
 # JupyterLab and report.html in a real browser: Chromium from the system packages (apt-get install chromium),
-# driven by Playwright. Outside the network namespace: the browser reaches JupyterLab over loopback.
+# driven by Playwright, with the network as it is.
 test-browser: setup
 	@command -v chromium >/dev/null || { echo "make test-browser needs Chromium: apt-get install chromium"; exit 2; }
 	$(BIN)/python -m pytest -m browser tests/test_browser.py $(PYTEST_ARGS)

@@ -2,8 +2,8 @@
 by Playwright), notebook 03 executed on a smoke run, the budget dial moved; report.html opened with every figure
 loaded. Screenshots go to the test's temporary folder.
 
-Runs with `make test-browser` (CI calls it): it needs loopback, which `make test`'s network namespace lacks, so
-there it skips, as it does where Chromium or Playwright is missing."""
+Runs with `make test-browser` (CI calls it; `make test` deselects the `browser` marker); it skips where Chromium,
+Playwright or a loopback address is missing."""
 
 import json
 import os
@@ -37,7 +37,7 @@ def browser():
     if CHROMIUM is None:
         pytest.skip("no Chromium on this machine: apt-get install chromium")
     if free_port() is None:
-        pytest.skip("no loopback here (make test runs in a network namespace); make test-browser runs this")
+        pytest.skip("no loopback address to serve JupyterLab on")
     with pw.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
