@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from budgetlab.anytime import evaluate_model, majority_vote, self_consistency
+from budgetlab.anytime import evaluate_model, majority_vote, self_consistency, self_consistency_votes
 from budgetlab.evaluate import curve_table, summarize
 from budgetlab.models import load_model
 from budgetlab.synthetic import make_synthetic
@@ -22,7 +22,10 @@ def test_self_consistency_votes_over_the_first_k_samples_at_the_largest_budget()
     df = pd.DataFrame([
         {"id": "p", "sample": s, "budget": b, "answer": a, "n_thinking": 5}
         for s, a in enumerate(["1", "2", "2"]) for b in (4, 8)])
-    sc = self_consistency(df, {"p": "2"}, [1, 3])
+    votes = self_consistency_votes(df, {"p": "2"}, [1, 3])
+    assert votes.to_dict("records") == [{"k": 1, "id": "p", "correct": False, "thinking_tokens": 5.0},
+                                        {"k": 3, "id": "p", "correct": True, "thinking_tokens": 15.0}]
+    sc = self_consistency(votes)
     assert sc.to_dict("records") == [{"k": 1, "accuracy": 0.0, "mean_thinking_tokens": 5.0},
                                      {"k": 3, "accuracy": 1.0, "mean_thinking_tokens": 15.0}]
 

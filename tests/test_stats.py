@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from budgetlab.stats import (CLAIMS, VERDICTS, NotEnoughData, effects_table, paired_difference,
-                             paired_relative_change, per_problem, spearman_interval, unpaired_difference, verdict)
+                             paired_relative_change, per_problem, spearman_interval, verdict)
 
 
 def table(model: str, correct: dict, thinking: dict, budgets=(4, 8), levels=None, declared=None) -> pd.DataFrame:
@@ -104,13 +104,11 @@ def test_identical_differences_give_the_point_interval():
 
 
 def test_pairing_removes_the_spread_between_problems():
-    # b spreads over [0, .9]; a = b + .1 on every problem: paired width ~0, unpaired as wide as b's spread allows
+    # b spreads over [0, .9]; a = b + .1 on every problem: resampling problems keeps each pair together, so the
+    # interval is the point .1 however far apart the problems are
     b = pd.Series([0.0, 0.9, 0.2, 0.7, 0.4, 0.5, 0.1, 0.8])
-    a = b + 0.1
-    paired, unpaired = paired_difference(a, b), unpaired_difference(a, b)
-    assert paired["high"] - paired["low"] < 1e-9 and paired["difference"] == pytest.approx(0.1)
-    assert unpaired["difference"] == pytest.approx(0.1) and unpaired["high"] - unpaired["low"] > 0.3
-    assert (unpaired["n"], unpaired["n_b"]) == (8, 8)
+    paired = paired_difference(b + 0.1, b)
+    assert paired["high"] - paired["low"] < 1e-9 and paired["difference"] == pytest.approx(0.1) and paired["n"] == 8
 
 
 def test_relative_change_is_a_ratio_of_means():
@@ -146,7 +144,6 @@ def test_spearman_interval_counts_constant_resamples_as_no_tracking():
     (lambda: paired_difference(pd.Series([1.0, 0.0]), pd.Series([0.0, 0.0]), level=1.0), ValueError, "level=1.0"),
     (lambda: paired_difference(pd.Series([1.0, 0.0]), pd.Series([0.0, 0.0]), level=95), ValueError, "level=95"),
     (lambda: paired_relative_change(pd.Series([1.0, 2.0]), pd.Series([0.0, 0.0])), ValueError, "positive baseline"),
-    (lambda: unpaired_difference([1.0], [0.0, 1.0]), NotEnoughData, "a has 1 value"),
     (lambda: spearman_interval([1, 2, 3], [4, 5]), NotEnoughData, "y has 2 value"),
     (lambda: spearman_interval([1, 2, 3, 4], [4, 5, 6]), ValueError, "x has 4 values and y 3"),
     (lambda: spearman_interval([1, 2, 3], [7, 7, 7]), NotEnoughData, "constant"),
@@ -209,7 +206,9 @@ WARM = table("warmstart", dict(zip(IDS, [[1, 1]] * 4)), dict.fromkeys(IDS, 100))
 SELF = table("selfbudgeter", dict(zip(IDS, [[0, 0], [0, 0], [1, 1], [0, 0]])), dict(zip(IDS, [40, 50, 60, 50])),
              levels=dict(zip(IDS, [1, 1, 2, 3])), declared=dict(zip(IDS, [10, 20, 30, 40])))
 IBPO = table("ibpo", dict(zip(IDS, [[1, 1], [1, 1], [1, 1], [0, 0]])), dict.fromkeys(IDS, 30))
-SC = pd.DataFrame({"k": [1, 2, 3], "accuracy": [0.5, 0.75, 1.0], "mean_thinking_tokens": [25.0, 50.0, 75.0]})
+# per-problem votes (anytime.self_consistency_votes): k=1 costs 25 and is right on p1, p3; k=2 costs 50, all right
+SC = pd.DataFrame([{"k": k, "id": i, "correct": ok, "thinking_tokens": 25.0 * k}
+                   for k, outcome in ((1, [1, 0, 1, 0]), (2, [1, 1, 1, 1])) for i, ok in zip(IDS, outcome)])
 
 
 def test_effects_table_brpo_row_is_the_paired_anytime_difference():
@@ -219,8 +218,8 @@ def test_effects_table_brpo_row_is_the_paired_anytime_difference():
     # anytime per problem: brpo 1, .5, 1, 1; grpo .5, 0, 1, .5 -> differences .5, .5, 0, .5, mean .375.
     # A resample's mean is .5·(4 − zeros)/4 with zeros ~ Bin(4, 1/4); P(4 zeros) = .004 < .025 -> low >= .125
     assert r["difference"] == pytest.approx(0.375) and r["low"] > 0 and r["verdict"] == "reproduced"
-    assert (r["paper"], r["metric"], r["a"], r["b"], r["threshold"], r["direction"], r["n"], r["paired"]) == (
-        "AnytimeReasoner", "anytime", "brpo", "grpo", 0.0, ">", 4, True)
+    assert (r["paper"], r["metric"], r["a"], r["b"], r["threshold"], r["direction"], r["n"]) == (
+        "AnytimeReasoner", "anytime", "brpo", "grpo", 0.0, ">", 4)
 
 
 def test_effects_table_selfbudgeter_rows_against_the_warm_start():
@@ -239,10 +238,10 @@ def test_effects_table_selfbudgeter_rows_against_the_warm_start():
     assert rho["low"] <= rho["difference"] <= rho["high"] and rho["verdict"] in VERDICTS
 
 
-def test_effects_table_ibpo_row_matches_the_nearest_self_consistency_point_unpaired():
+def test_effects_table_pairs_ibpo_with_the_self_consistency_k_of_nearest_cost():
     (r,) = effects_table(IBPO, SC)
-    # IBPO thinks 30 tokens: nearest vote is k=1 (25 tokens, accuracy .5); IBPO at budget 8: 3/4 -> .25
-    assert r["difference"] == pytest.approx(0.25) and r["paired"] is False and "k=1" in r["note"]
+    # IBPO thinks 30 tokens: nearest k=1 (25); IBPO right on p1..p3 vs votes 1, 0, 1, 0 -> diffs 0, 1, 0, 0, mean .25
+    assert r["difference"] == pytest.approx(0.25) and "k=1" in r["note"] and r["low"] <= 0.25 <= r["high"]
     assert (r["a"], r["b"], r["direction"], r["n"]) == ("ibpo", "self-consistency", ">=", 4)
     assert effects_table(IBPO) == [] and effects_table(IBPO, SC.iloc[:0]) == []
 
@@ -265,9 +264,10 @@ def test_effects_table_gives_a_tiny_run_an_inconclusive_row_instead_of_failing()
     assert r["verdict"] == "inconclusive" and math.isnan(r["low"]) and "share 1 problem id" in r["note"]
 
 
-def test_effects_table_refuses_a_self_consistency_accuracy_that_is_no_count_of_problems():
-    with pytest.raises(ValueError, match="not a multiple of 1/4; give sc an n_problems column"):
-        effects_table(IBPO, SC.assign(accuracy=[0.3, 0.75, 1.0]))
+def test_effects_table_refuses_per_k_self_consistency_accuracies_without_per_problem_votes():
+    per_k = pd.DataFrame({"k": [1, 2], "accuracy": [0.5, 1.0], "mean_thinking_tokens": [25.0, 50.0]})
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['correct', 'id', 'thinking_tokens'\]"):
+        effects_table(IBPO, per_k)
 
 
 def test_problems_without_a_value_in_either_model_are_left_out_of_a_paired_difference():
@@ -276,13 +276,3 @@ def test_problems_without_a_value_in_either_model_are_left_out_of_a_paired_diffe
     b = pd.Series({"p": 0.0, "q": 5.0, "r": 1.0, "s": np.nan})
     out = paired_difference(a, b, n_resamples=999)
     assert out["n"] == 2 and out["difference"] == pytest.approx(1.5)
-
-
-def test_effects_table_pairs_ibpo_with_per_problem_self_consistency_votes():
-    # votes per problem (anytime.self_consistency_votes): k=1 costs 25 and is right on p1, p3; k=2 costs 50.
-    votes = pd.DataFrame([{"k": k, "id": i, "correct": ok, "thinking_tokens": 25.0 * k}
-                          for k, outcome in ((1, [1, 0, 1, 0]), (2, [1, 1, 1, 1])) for i, ok in zip(IDS, outcome)])
-    (r,) = effects_table(IBPO, votes)
-    # IBPO thinks 30 tokens: nearest k=1; IBPO right on p1..p3 -> differences 0, 1, 0, 0, mean .25, paired
-    assert r["difference"] == pytest.approx(0.25) and r["paired"] is True and "k=1" in r["note"]
-    assert r["n"] == 4 and r["low"] <= 0.25 <= r["high"]

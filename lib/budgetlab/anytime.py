@@ -99,9 +99,7 @@ def self_consistency_votes(df: pd.DataFrame, references: dict[str, str], ks: Seq
     return pd.DataFrame(rows)
 
 
-def self_consistency(df: pd.DataFrame, references: dict[str, str], ks: Sequence[int]) -> pd.DataFrame:
-    """Per k: accuracy and mean thinking cost of majority voting over the first k samples at the largest budget,
-    from `self_consistency_votes`."""
-    votes = self_consistency_votes(df, references, ks)
+def self_consistency(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per k: accuracy and mean thinking cost of majority voting, aggregated from `self_consistency_votes`."""
     return (votes.groupby("k", sort=False).agg(accuracy=("correct", "mean"), mean_thinking_tokens=("thinking_tokens", "mean"))
             .reset_index().astype({"accuracy": float}))

@@ -118,21 +118,18 @@ def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: f
     n = len(traces) // generations
     r = torch.zeros((n, generations))
     parts_sum: dict[str, float] = {}
-    table = []
-    for idx, tr in enumerate(traces):
-        row = rows[idx // generations]
-        s, e = tr.trained_prefix
-        tag = tok.decode(tr.prompt_ids[s:e])
-        table.append(selfbudgeter_reward_parts(tag + tr.summaries[-1][0].text, row["answer"],
-                                               declared=parse_budget_tag(tag), length=tr.n_thinking,
-                                               allowed_max=allowed.get(row["id"], math.inf), alpha=alpha,
-                                               length_when_wrong=length_when_wrong,
-                                               underflow_share=UNDERFLOW_SHARE if variant == "two_sided" else None))
-    for i in range(n):
-        group = table[i * generations:(i + 1) * generations]
-        gate_open = variant != "gated" or sum(p["correct"] for p in group) / generations >= GATE
+    for i, row in enumerate(rows[:n]):
+        group = []
+        for tr in traces[i * generations:(i + 1) * generations]:
+            s, e = tr.trained_prefix
+            tag = tok.decode(tr.prompt_ids[s:e])
+            group.append(selfbudgeter_reward_parts(
+                tag + tr.summaries[-1][0].text, row["answer"], declared=parse_budget_tag(tag), length=tr.n_thinking,
+                allowed_max=allowed.get(row["id"], math.inf), alpha=alpha, length_when_wrong=length_when_wrong,
+                underflow_share=UNDERFLOW_SHARE if variant == "two_sided" else None))
+        gate_shut = variant == "gated" and sum(p["correct"] for p in group) / generations < GATE
         for k, parts in enumerate(group):
-            if not gate_open and parts["format"]:
+            if gate_shut and parts["format"]:  # a formatted answer in a hard group: plain correctness
                 parts.update(budget_penalty=0.0, length=0.0, reward=parts["correct"])
             r[i, k] = parts["reward"]
             for key, v in parts.items():

@@ -69,8 +69,7 @@ def per_problem(df: "pd.DataFrame", model: str, metric: str) -> "pd.Series":
 # ---- bootstrap intervals ----------------------------------------------------------------------------
 
 
-def _interval(samples: tuple, statistic, level: float, n_resamples: int, seed: int,
-              paired: bool = True) -> tuple[float, float, float]:
+def _interval(samples: tuple, statistic, level: float, n_resamples: int, seed: int) -> tuple[float, float, float]:
     """(estimate, low, high): statistic(*samples) and its percentile-bootstrap interval at `level`.
 
     Percentile, not BCa: with tens of problems BCa's jackknife acceleration is itself noisy, and BCa returns
@@ -85,7 +84,7 @@ def _interval(samples: tuple, statistic, level: float, n_resamples: int, seed: i
     if all(np.ptp(s) == 0 for s in samples):  # every resample equals the data: the interval is [d, d]
         return estimate, estimate, estimate
     with np.errstate(divide="ignore", invalid="ignore"):  # a ratio over an all-zero resample is inf/NaN
-        res = bootstrap(samples, statistic, n_resamples=n_resamples, paired=paired, vectorized=True,
+        res = bootstrap(samples, statistic, n_resamples=n_resamples, paired=True, vectorized=True,
                         confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
     return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
@@ -132,17 +131,6 @@ def paired_relative_change(a: "pd.Series", b: "pd.Series", level: float = 0.95, 
         raise ValueError(f"b has mean {y.mean()!r}; a relative change needs a positive baseline mean.")
     r, low, high = _interval((x, y), _relative, level, n_resamples, seed)
     return {"difference": r, "low": low, "high": high, "n": len(x)}
-
-
-def _mean_gap(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
-
-
-def unpaired_difference(a, b, level: float = 0.95, n_resamples: int = 1999, seed: int = 0) -> dict:
-    """{difference: mean(a) − mean(b), low, high, n: len(a), n_b}: a and b resampled independently."""
-    x, y = _finite("a", a, 2), _finite("b", b, 2)
-    d, low, high = _interval((x, y), _mean_gap, level, n_resamples, seed, paired=False)
-    return {"difference": d, "low": low, "high": high, "n": len(x), "n_b": len(y)}
 
 
 def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -230,34 +218,20 @@ def _spearman_effect(df, c: Claim, sc, boot: dict) -> dict | None:
 
 
 def _self_consistency_effect(df, c: Claim, sc, boot: dict) -> dict | None:
-    """a's accuracy vs the self-consistency k whose mean cost is nearest a's mean thinking tokens.
-
-    Nearest point, not interpolation: an interpolated accuracy was achieved by no vote. With per-problem votes
-    (`anytime.self_consistency_votes`: columns k, id, correct, thinking_tokens) the interval is paired over the
-    problems both answered. With only per-k accuracies (`anytime.self_consistency`) the outcomes are the
-    multiset accuracy·n ones and the rest zeros (n from an `n_problems` column, else a's problem count) and the
-    interval is unpaired (each side resampled alone)."""
+    """a's accuracy vs the self-consistency k whose mean cost is nearest a's mean thinking tokens, paired over
+    the problems both answered. sc: per-problem votes (`anytime.self_consistency_votes`: columns k, id, correct,
+    thinking_tokens). Nearest point, not interpolation: an interpolated accuracy was achieved by no vote."""
     if sc is None or len(sc) == 0 or not _present(df, c.a):
         return None
+    if missing := {"k", "id", "correct", "thinking_tokens"} - set(sc.columns):
+        raise ValueError(f"the self-consistency table lacks column(s) {sorted(missing)}; give the per-problem "
+                         "votes of anytime.self_consistency_votes.")
     acc, cost = per_problem(df, c.a, c.metric), float(per_problem(df, c.a, "thinking_tokens").mean())
-    paired = "id" in sc
-    points = (sc.groupby("k", sort=False).agg(accuracy=("correct", "mean"), mean_thinking_tokens=("thinking_tokens", "mean"))
-              .reset_index() if paired else sc)
-    point = points.iloc[int(np.argmin(np.abs(points["mean_thinking_tokens"].to_numpy(float) - cost)))]  # ties: first
-    where = (f"self-consistency k={int(point['k'])} at {float(point['mean_thinking_tokens']):.1f} thinking "
-             f"tokens vs {c.a} {cost:.1f}")
-    if paired:
-        votes = sc[sc["k"] == point["k"]].set_index("id")["correct"].astype(float)
-        return {**paired_difference(acc, votes, **boot), "metric": f"{acc.name} vs self-consistency",
-                "paired": True, "note": where}
-    n_sc = int(point["n_problems"]) if "n_problems" in sc else len(acc)
-    hits = round(float(point["accuracy"]) * n_sc)
-    if abs(hits - float(point["accuracy"]) * n_sc) > 1e-6:
-        raise ValueError(f"self-consistency accuracy {point['accuracy']!r} is not a multiple of 1/{n_sc}; "
-                         "give sc an n_problems column.")
-    out = unpaired_difference(acc, np.r_[np.ones(hits), np.zeros(n_sc - hits)], **boot)
-    return {**out, "metric": f"{acc.name} vs self-consistency", "paired": False,
-            "note": where + "; unpaired: sc has no per-problem outcomes"}
+    points = sc.groupby("k", sort=False)["thinking_tokens"].mean()
+    k = points.index[int(np.argmin(np.abs(points.to_numpy(float) - cost)))]  # ties: the first k
+    votes = sc[sc["k"] == k].set_index("id")["correct"].astype(float)
+    return {**paired_difference(acc, votes, **boot), "metric": f"{acc.name} vs self-consistency",
+            "note": f"self-consistency k={int(k)} at {points[k]:.1f} thinking tokens vs {c.a} {cost:.1f}"}
 
 
 EFFECTS = {"difference": partial(_paired_effect, paired_difference, ""),
@@ -302,5 +276,5 @@ def effects_table(df: "pd.DataFrame", sc: "pd.DataFrame | None" = None, *, level
                          "b": c.b, "difference": e["difference"], "low": e["low"], "high": e["high"],
                          "threshold": c.threshold, "direction": c.direction,
                          "verdict": verdict(e["low"], e["high"], c.threshold, c.direction), "n": e["n"],
-                         "paired": e.get("paired", True), "note": e.get("note", "")})
+                         "note": e.get("note", "")})
     return rows
