@@ -62,9 +62,9 @@ test-browser: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# every benchmark once, then one table of ratios against peers and this machine's ceilings (benchmarks/README.md)
 bench: setup
-	$(BIN)/python benchmarks/bench_anytime_eval.py
-	$(BIN)/python benchmarks/bench_grpo_vs_trl.py
+	$(BIN)/python benchmarks/table.py $(BENCH_ARGS)
 
 # Resolve the newest versions pyproject.toml allows into requirements.lock (uv pip compile), against the CPU
 # torch build (UV_TORCH: where its wheel lies; its CUDA build would pull the nvidia packages in). Then run

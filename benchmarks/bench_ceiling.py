@@ -1,0 +1,166 @@
+"""This machine's ceilings for the main job's work, and how close our code gets, measured in one run.
+
+    python benchmarks/bench_ceiling.py [--model default] [--precision auto] [--steps 4] [--rows 16]
+
+Three ratios of achieved to ceiling, each ceiling measured in the same run on the same model:
+- **SFT and RL update FLOP/s / matmul peak.** The work of one step is counted by `torch.utils.flop_counter`
+  (every matmul of forward and backward, as the step really runs: LoRA on the top `--lora-layers` layers, the
+  run's precision); the step is then timed `--steps` times (median). The peak is the best FLOP/s of
+  `torch.nn.functional.linear` over the model's own linear shapes, at the step's token count and precision.
+  The SFT step is `budgetlab.sft` on `--rows` testbed examples (the default profile's warm start); the RL
+  update is `budgetlab.update.update` (PPO-clip, one epoch) on the same sequences with ±1 advantages.
+- **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
+  the generation copy's precision) writing `--tokens` tokens for `--rows` prompts. The ceiling: the same
+  model's batched forward at the same batch, one token per row against the KV cache, in a bare loop (greedy
+  argmax, no `generate`), the most a decode step can do here.
+The CPU capability and the precision are printed beside every figure; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads starve a 2-core box
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from budgetlab.inference import generation_copy  # noqa: E402
+from budgetlab.loop import autocast  # noqa: E402
+from budgetlab.models import load_model  # noqa: E402
+from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
+from budgetlab.prompts import encode_prompt, sft_example  # noqa: E402
+from budgetlab.rollout import HFRollout, left_pad  # noqa: E402
+from budgetlab.sft import SFTConfig, sft  # noqa: E402
+from budgetlab.synthetic import make_testbed  # noqa: E402
+from budgetlab.train import RLConfig  # noqa: E402
+from budgetlab.update import update  # noqa: E402
+
+
+def linear_shapes(model) -> list[tuple[int, int]]:
+    """The distinct (in, out) shapes of the base model's linear layers, the output head included."""
+    return sorted({(m.in_features, m.out_features) for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and ".lora_" not in name})  # LoRA's rank-r factors: negligible
+
+
+def matmul_peak(shapes, tokens: int, bf16: bool, repeats: int = 5) -> tuple[float, dict]:
+    """(best FLOP/s, {shape: FLOP/s}): F.linear on x[tokens, in] @ W[out, in]^T in the step's precision."""
+    per = {}
+    for k, n in shapes:
+        x, w = torch.randn(tokens, k), torch.randn(n, k)
+        with torch.no_grad(), autocast(bf16, torch.device("cpu")):
+            F.linear(x, w)  # warm-up (and oneDNN's weight reorder)
+            best = min(_timed(lambda: F.linear(x, w)) for _ in range(repeats))
+        per[f"{k}x{n}"] = 2.0 * tokens * k * n / best
+    return max(per.values()), per
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def counted_flops(fn) -> int:
+    """Total FLOPs torch's flop counter sees while fn runs (forward and backward matmuls, attention)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def sft_step_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, float]:
+    """(FLOPs of one SFT step, median seconds of `steps` timed ones), all examples in one batch."""
+    precision = "bf16" if bf16 else "fp32"
+    with tempfile.TemporaryDirectory() as d:
+        cfg = SFTConfig(steps=1, batch_size=len(examples), micro_batch=len(examples), lr=1e-6, precision=precision,
+                        checkpoint_every=10**6)
+        flops = counted_flops(lambda: sft(model, tok, examples, cfg, d, progress=False))
+        cfg.steps = steps + 1  # the first is a warm-up
+        rows = sft(model, tok, examples, cfg, d + "/timed", progress=False)
+    return flops, statistics.median(r["step_seconds"] for r in rows[1:])
+
+
+def update_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, float]:
+    """(FLOPs of one RL update, median seconds): PPO-clip, one epoch, ±1 advantages on the trained tokens."""
+    cfg = RLConfig(method="grpo", precision="bf16" if bf16 else "fp32", micro_batch=len(examples)).validate()
+    seqs = [type(e)(e.ids, [(1.0 if i % 2 else -1.0) * a for a in e.adv], e.mask) for i, e in enumerate(examples)]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    flops = counted_flops(lambda: update(model, opt, seqs, "ppo", cfg, tok.pad_token_id))
+    times = [_timed(lambda: update(model, opt, seqs, "ppo", cfg, tok.pad_token_id)) for _ in range(steps)]
+    return flops, statistics.median(times)
+
+
+def bare_decode_tokens_per_s(model, ids, mask, new_tokens: int) -> float:
+    """Rows × new_tokens / seconds of a plain loop: one forward of [rows, 1] against the cache per token."""
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        cache, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        t0 = time.perf_counter()
+        for _ in range(new_tokens):
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            out = model(input_ids=nxt, attention_mask=mask, past_key_values=cache, use_cache=True)
+            cache, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        return ids.shape[0] * new_tokens / (time.perf_counter() - t0)
+
+
+def rollout_tokens_per_s(model, tok, prompts, new_tokens: int) -> float:
+    """Our rollout (sampled thinking up to new_tokens, then a 1-token forced summary): tokens written / seconds."""
+    roll = HFRollout(model, tok)
+    t0 = time.perf_counter()
+    traces = roll.rollout(prompts, [new_tokens], max_summary=1)
+    dt = time.perf_counter() - t0
+    return sum(t.n_thinking + len(t.summaries[-1][0].ids) for t in traces) / dt
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    ap.add_argument("--lora-layers", type=int, default=10, help="LoRA on the top k layers (the default profile's)")
+    ap.add_argument("--rows", type=int, default=16, help="sequences per SFT step / RL update, prompts per rollout")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps (median)")
+    ap.add_argument("--tokens", type=int, default=64, help="thinking tokens per rollout row")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, tok = load_model(args.model, adapter="lora", lora_r=16, lora_layers=args.lora_layers)
+    choice = resolve(args.precision, model)
+    bf16, cpu = choice["precision"] == "bf16", torch.backends.cpu.get_cpu_capability()
+    print(f"precision {describe(choice)}", flush=True)
+    rows = make_testbed(args.rows, seed=1)
+    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in rows]
+    tokens = sum(len(e.ids) for e in examples)
+    peak, per_shape = matmul_peak(linear_shapes(model), tokens, bf16)
+    print(f"matmul peak {peak / 1e9:.1f} GFLOP/s at {tokens} tokens ({'bf16' if bf16 else 'fp32'}; cpu {cpu}); "
+          + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in per_shape.items()), flush=True)
+    out = {"cpu_capability": cpu, "precision": choice, "matmul_peak_gflops": peak / 1e9, "sft_tokens": tokens}
+    for name, fn in (("sft", sft_step_seconds), ("rl_update", update_seconds)):
+        flops, seconds = fn(model, tok, examples, bf16, args.steps)
+        out.update({f"{name}_gflop": flops / 1e9, f"{name}_seconds": seconds,
+                    f"{name}_gflops": flops / seconds / 1e9, f"{name}_over_peak": flops / seconds / peak})
+        print(f"{name}: {flops / 1e9:.1f} GFLOP a step in {seconds:.2f} s = {flops / seconds / 1e9:.1f} GFLOP/s, "
+              f"{flops / seconds / peak:.2f} of the matmul peak (cpu {cpu})", flush=True)
+    gen = generation_copy(model, "bfloat16" if bf16 else "float32").model
+    prompts = [encode_prompt(tok, r["question"]) for r in rows]
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    bare_decode_tokens_per_s(gen, ids, mask, 4)  # warm-up
+    ceiling = statistics.median(bare_decode_tokens_per_s(gen, ids, mask, args.tokens) for _ in range(3))
+    ours = statistics.median(rollout_tokens_per_s(gen, tok, prompts, args.tokens) for _ in range(3))
+    out.update({"rollout_tokens_per_s": ours, "decode_ceiling_tokens_per_s": ceiling,
+                "rollout_over_ceiling": ours / ceiling})
+    print(f"rollout {ours:.0f} tokens/s against a bare batched decode loop's {ceiling:.0f} at batch {len(prompts)}: "
+          f"{ours / ceiling:.2f} (cpu {cpu})", flush=True)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

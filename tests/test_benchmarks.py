@@ -1,0 +1,54 @@
+"""The benchmarks run and report what they claim to measure (no speed is asserted here: see benchmarks/)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_ceiling  # noqa: E402
+import table  # noqa: E402
+
+
+@pytest.mark.slow
+def test_ceiling_benchmark_counts_forward_and_backward_flops_and_reports_ratios_below_its_ceilings():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ceiling.py"), "--model", "tiny",
+                          "--lora-layers", "2", "--steps", "1", "--rows", "2", "--tokens", "4"],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert 0 < r["sft_over_peak"] and 0 < r["rl_update_over_peak"] and 0 < r["rollout_over_ceiling"]
+    assert r["cpu_capability"] and r["precision"]["precision"] in ("fp32", "bf16")
+    assert "of the matmul peak (cpu " in out and "bare batched decode loop" in out
+
+
+@pytest.mark.slow
+def test_a_counted_training_step_holds_its_backward_too():
+    import torch
+
+    from budgetlab.losses import collate, token_logprobs
+    from budgetlab.models import load_model
+    from budgetlab.prompts import sft_example
+    from budgetlab.synthetic import make_testbed
+
+    model, tok = load_model("tiny", adapter="lora", lora_r=4, lora_layers=2)
+    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in make_testbed(2, seed=1)]
+    t = collate(examples, tok.pad_token_id)
+    with torch.no_grad():
+        forward = bench_ceiling.counted_flops(lambda: token_logprobs(model, t["ids"], t["attention"], False, None,
+                                                                     t["mask"]))
+    step, seconds = bench_ceiling.sft_step_seconds(model, tok, examples, bf16=False, steps=1)
+    # backward computes at least the input gradients of every LoRA layer's base matmuls: more than half again
+    assert step > 1.5 * forward > 0 and seconds > 0
+
+
+def test_bench_table_lists_every_figure_with_its_goal_and_the_main_job_only_when_given():
+    trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3}
+    anytime = {"ratio": 1.4}
+    ceiling = {"rollout_over_ceiling": 0.3, "sft_over_peak": 0.1, "rl_update_over_peak": 0.2}
+    t = table.table(trl, anytime, ceiling, None)
+    assert list(t["measured"]) == [0.4, 1.3, 1.4, 0.3, 0.1, 0.2] and t["goal"].str.len().gt(0).all()
+    t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 90.0})
+    assert list(t["measured"])[-2:] == [318.0, 90.0]
