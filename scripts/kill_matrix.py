@@ -61,17 +61,21 @@ def run(cmd: list[str], log: Path, kill_after: float | None = None) -> dict[str,
     return starts
 
 
-def comparable_summary(run_dir: Path) -> dict:
+def comparable_summary(run_dir: Path) -> str:
+    """summary.json without its timings, as canonical JSON text (so NaN equals NaN, as it does in the file).
+    Of the precision record only the choice is kept: the killed runs are given the reference's choice, so their
+    record reads "as set" where the reference's holds the measurement."""
     s = json.loads((run_dir / "summary.json").read_text())
     for key in ("stage_seconds", "wall_seconds"):
         s.pop(key, None)
-    s["precision"] = {k: v for k, v in s.get("precision", {}).items() if not k.endswith("_ms")}
-    return s
+    s["precision"] = s.get("precision", {}).get("precision")
+    return json.dumps(s, sort_keys=True)
 
 
-def rl_metrics(run_dir: Path) -> dict[str, list[dict]]:
-    return {p.parent.name: pd.read_csv(p).drop(columns=[c for c in TIMING], errors="ignore").to_dict("records")
-            for p in sorted((run_dir / "rl").glob("*/metrics.csv"))}
+def rl_metrics(run_dir: Path) -> str:
+    """Every RL metrics.csv without its timing columns, as canonical JSON text."""
+    return json.dumps({p.parent.name: pd.read_csv(p).drop(columns=[c for c in TIMING], errors="ignore")
+                       .to_dict("records") for p in sorted((run_dir / "rl").glob("*/metrics.csv"))}, sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> int:
