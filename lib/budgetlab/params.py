@@ -161,9 +161,11 @@ def validate_params(p: dict) -> None:
         raise ValueError(f"L1_ALPHA={p['L1_ALPHA']!r} must be null (1 / the largest training budget) or a positive number.")
     if "QUOTA" in p and not (_is_number(p["QUOTA"]) and 0 <= p["QUOTA"] <= 1):
         raise ValueError(f"QUOTA={p['QUOTA']!r} must be a number in [0, 1].")
-    model = str(p.get("MODEL", "default"))
-    if model not in ("default", "tiny") and not Path(model).exists() and not looks_like_hub_id(model):
-        raise ValueError(f"MODEL={model!r} does not exist; use 'default', 'tiny', a local folder or a hub id org/name.")
-    if model not in ("default", "tiny") and Path(model).exists() and not (Path(model) / "config.json").is_file():
+    from budgetlab.model_files import BUILT_IN_MODELS
+
+    model, names = str(p.get("MODEL", "default")), ", ".join(repr(n) for n in BUILT_IN_MODELS)
+    if model not in BUILT_IN_MODELS and not Path(model).exists() and not looks_like_hub_id(model):
+        raise ValueError(f"MODEL={model!r} does not exist; use {names}, a local folder or a hub id org/name.")
+    if model not in BUILT_IN_MODELS and Path(model).exists() and not (Path(model) / "config.json").is_file():
         raise ValueError(f"MODEL={model!r} is not a model folder (no config.json in it); give a folder written by "
-                         "save_pretrained, 'default', 'tiny' or a hub id org/name.")
+                         f"save_pretrained, {names} or a hub id org/name.")
