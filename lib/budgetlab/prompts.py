@@ -14,13 +14,26 @@ def _enc(tok, text: str) -> list[int]:
     return tok.encode(text, add_special_tokens=False) if text else []
 
 
+def special_prefix(tok) -> list[int]:
+    """The ids the tokenizer itself puts before any text: BOS where it adds one (DeepSeek-R1-Distill), none for SmolLM2."""
+    bare, full = _enc(tok, "x"), list(tok.encode("x", add_special_tokens=True))
+    for k in range(len(full) - len(bare) + 1):
+        if full[k:k + len(bare)] == bare:
+            return full[:k]
+    return []
+
+
 def encode_prompt(tok, question: str, think: bool = True, only_think: bool = False) -> list[int]:
-    """Ids of the prompt for `question`; `think=False` stops before `<think>` (SelfBudgeter writes its tag there)."""
+    """Ids of the prompt for `question`; `think=False` stops before `<think>` (SelfBudgeter writes its tag there).
+
+    The prompt starts with the tokenizer's own prefix (`special_prefix`): a model trained with a BOS before every
+    text sees one here too; `only_think` (the `<think>` after a budget tag) continues a prompt, so has none.
+    """
     if only_think:
         return _enc(tok, THINK_START)
     text = format_prompt(question)
     base = text[: -len(THINK_START)] if text.endswith(THINK_START) else text
-    return _enc(tok, base) + (_enc(tok, THINK_START) if think else [])
+    return special_prefix(tok) + _enc(tok, base) + (_enc(tok, THINK_START) if think else [])
 
 
 def summary_text(answer: str) -> str:
