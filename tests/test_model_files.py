@@ -122,6 +122,25 @@ def test_build_tiny_model_rejects_heads_that_do_not_divide_hidden():
         build_tiny_model(heads=5)
 
 
+def test_a_tiny_qwen2_is_seeded_and_has_grouped_query_attention():
+    a, b = build_tiny_model(seed=0, arch="qwen2", kv_heads=2), build_tiny_model(seed=0, arch="qwen2", kv_heads=2)
+    assert type(a).__name__ == "Qwen2ForCausalLM" and a.config.num_key_value_heads == 2
+    # 4 heads of 16 dims share 2 key/value heads: k_proj maps 64 -> 32, with Qwen2's bias
+    assert tuple(a.model.layers[0].self_attn.k_proj.weight.shape) == (32, 64)
+    assert a.model.layers[0].self_attn.k_proj.bias is not None
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"arch": "gpt2"}, r"arch='gpt2' is not accepted; use one of \['llama', 'qwen2'\]"),
+    ({"kv_heads": 3}, "heads=4 is not divisible by kv_heads=3"),
+    ({"kv_heads": 0}, "kv_heads=0 is not accepted"),
+])
+def test_build_tiny_model_rejects_an_unknown_arch_and_bad_kv_heads(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_tiny_model(**kwargs)
+
+
 # ---------------------------------------------------------------- model names
 
 @pytest.mark.parametrize("name", ["./nonexistent", "/no/such/path", "no such model"])

@@ -166,7 +166,8 @@ def test_truncation_at_a_budget_inserts_cut_marker_and_cue_and_marks_only_them(t
 def test_the_forced_summary_text_matches_the_ids_of_the_summary_prompt(tok):
     from budgetlab.truncation import Markers, build_summary_prompt, format_forced_summary_text
 
-    ids, _ = build_summary_prompt([], [16, 10, 17, 28, 18, 13], closed=False, budget=3, markers=Markers.from_tokenizer(tok))
+    markers = Markers.from_tokenizer(tok)
+    ids, _ = build_summary_prompt([], [16, 10, 17, 28, 18, 13], closed=False, budget=3, markers=markers)
     assert tok.decode(ids) == format_forced_summary_text("", "1+2", truncated=True) == "1+2 ...</think> Final answer:"
 
 

@@ -46,7 +46,7 @@ def find_r1_gguf() -> Path:
 
 
 def r1_tokenizer_from_gguf(path: str | Path | None = None):
-    """A transformers fast tokenizer from the GGUF header: the file's vocabulary, merges, special ids and chat template."""
+    """A transformers fast tokenizer from the GGUF header: the file's vocabulary, merges, special ids, chat template."""
     from tokenizers import Tokenizer
     from transformers import Qwen2Tokenizer
     from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
@@ -77,9 +77,11 @@ def r1_tokenizer_from_gguf(path: str | Path | None = None):
         bos_token=config["bos_token"], eos_token=config["eos_token"], pad_token=config["pad_token"],
         add_bos_token=bool(config.get("add_bos_token", False)), add_eos_token=bool(config.get("add_eos_token", False)),
         chat_template=config.get("chat_template"), clean_up_tokenization_spaces=False)
+    checks = {"size": (len(tok), len(spec["tokens"]))}
     for name in ("bos", "eos", "pad"):
-        want = spec[f"{name}_token_id"]
-        if getattr(tok, f"{name}_token_id") != want:
-            raise ValueError(f"the rebuilt tokenizer gives {name} id {getattr(tok, f'{name}_token_id')}, "
-                             f"the file says {want}; the tokenizer was not rebuilt faithfully.")
+        checks[f"{name} id"] = (getattr(tok, f"{name}_token_id"), spec[f"{name}_token_id"])
+    for what, (got, want) in checks.items():
+        if got != want:
+            raise ValueError(f"the rebuilt tokenizer's {what} is {got} where {path} says {want}; "
+                             "it was not rebuilt faithfully.")
     return tok

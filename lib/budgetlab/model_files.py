@@ -206,7 +206,7 @@ BUILT_IN_MODELS: dict[str, Callable[[], Path]] = {"default": default_model_dir, 
                                                   "tiny-qwen": tiny_qwen_dir}
 
 def resolve_model_path(name: str | os.PathLike) -> str:
-    """'default' | 'tiny' | 'tiny-qwen' | an existing local folder | a hub id 'org/name' -> what from_pretrained takes."""
+    """A BUILT_IN_MODELS name | an existing local folder | a hub id 'org/name' -> what from_pretrained takes."""
     name = os.fspath(name)
     if name in BUILT_IN_MODELS:
         return str(BUILT_IN_MODELS[name]())

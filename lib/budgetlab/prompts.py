@@ -15,7 +15,7 @@ def _enc(tok, text: str) -> list[int]:
 
 
 def special_prefix(tok) -> list[int]:
-    """The ids the tokenizer itself puts before any text: BOS where it adds one (DeepSeek-R1-Distill), none for SmolLM2."""
+    """The ids the tokenizer itself puts before any text: BOS where it adds one (R1-Distill-Qwen), none for SmolLM2."""
     bare, full = _enc(tok, "x"), list(tok.encode("x", add_special_tokens=True))
     for k in range(len(full) - len(bare) + 1):
         if full[k:k + len(bare)] == bare:
