@@ -5,7 +5,8 @@
 
 One unbroken run of the profile gives the reference and each stage's time window. Then, for each kill point, a
 fresh run of the same profile gets SIGKILL (its whole process group, kernels included: nothing can save) at a
-moment drawn uniformly inside one stage's window, stages taken in turn 00 → 04, and `--resume` finishes it.
+moment drawn uniformly inside one stage (a delay after that stage starts in the killed run itself, up to the
+stage's length in the reference), stages taken in turn 00 → 04, and `--resume` finishes it.
 `summary.json` must then equal the reference's apart from timings (`stage_seconds`, `wall_seconds`, the
 precision record's measured milliseconds), and so must every RL `metrics.csv` apart from its timing columns.
 The precision is fixed to the reference's choice, so `auto` cannot choose differently between runs.
@@ -33,10 +34,12 @@ STAGES = ("00_data_prep", "01_budget_sft", "02_rl", "03_anytime_eval", "04_repor
 TIMING = {"step_seconds", "sample_seconds", "tokens_per_s"}
 
 
-def run(cmd: list[str], log: Path, kill_after: float | None = None) -> dict[str, float]:
-    """Run the pipeline, logging to `log`; SIGKILL its process group after `kill_after` seconds. Returns the
-    time (since start) each stage started, read from the '[budgetlab] NAME: running' lines as they come."""
-    starts, t0 = {}, time.perf_counter()
+def run(cmd: list[str], log: Path, kill: tuple[str, float] | None = None) -> dict[str, float]:
+    """Run the pipeline, logging to `log`. With kill=(stage, delay): SIGKILL its process group `delay` seconds
+    after that stage's first notebook starts in this very run (so a run slower or faster than the reference still
+    dies inside the stage). Returns the time (since start) each notebook started, from its '[budgetlab] NAME:
+    running' line."""
+    starts, t0, started = {}, time.perf_counter(), threading.Event()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                             start_new_session=True)
 
@@ -46,17 +49,23 @@ def run(cmd: list[str], log: Path, kill_after: float | None = None) -> dict[str,
                 out.write(line)
                 if m := re.match(r"\[budgetlab\] (\S+): running", line):
                     starts[m.group(1)] = time.perf_counter() - t0
+                    if kill and m.group(1).startswith(kill[0]):
+                        started.set()
+        started.set()  # the run ended before the stage began: nothing left to wait for
 
     reader = threading.Thread(target=read)
     reader.start()
-    try:
-        proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        time.sleep(3)  # a kernel (its own session) notices its parent died and exits within a second
+    if kill:
+        started.wait()
+        try:
+            proc.wait(timeout=kill[1])
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(3)  # a kernel (its own session) notices its parent died and exits within a second
+    proc.wait()
     reader.join()
-    if kill_after is None and proc.returncode != 0:
+    if kill is None and proc.returncode != 0:
         raise SystemExit(f"{cmd} failed (exit {proc.returncode}); see {log}")
     return starts
 
@@ -109,14 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.kills):
         stage = STAGES[k % len(STAGES)]
         lo, hi = windows[stage]
-        at = rng.uniform(lo, hi)
+        delay = rng.uniform(0.0, hi - lo)  # into the stage, as long as the reference spent in it
         run_dir = out / f"kill{k:02d}"
-        seen = run(base + ["--run-dir", str(run_dir)], out / f"kill{k:02d}.log", kill_after=at)
+        t_kill = time.perf_counter()
+        seen = run(base + ["--run-dir", str(run_dir)], out / f"kill{k:02d}.log", kill=(stage, delay))
+        at = time.perf_counter() - t_kill
         running = max(seen, key=seen.get) if seen else "(before 00)"
         run(base + ["--run-dir", str(run_dir), "--resume"], out / f"kill{k:02d}.resume.log")
         same = comparable_summary(run_dir) == want_summary and rl_metrics(run_dir) == want_rl
-        rows.append({"kill": k, "stage": stage, "seconds": round(at, 1), "running": running, "identical": same})
-        print(f"kill {k}: {stage} at {at:.1f} s (was running {running}) -> resumed, identical: {same}", flush=True)
+        rows.append({"kill": k, "stage": stage, "into_stage_s": round(delay, 1), "killed_at_s": round(at, 1),
+                     "running": running, "identical": same})
+        print(f"kill {k}: {stage}, {delay:.1f} s into it ({at:.1f} s from the start; was running {running}) -> "
+              f"resumed, identical: {same}", flush=True)
     print(json.dumps({"reference_seconds": round(total, 1), "windows": windows, "kills": rows,
                       "all_identical": all(r["identical"] for r in rows)}))
     return 0 if all(r["identical"] for r in rows) else 1

@@ -78,7 +78,7 @@ CASES = [
     ("unknown key", p("NOT_A_KEY=1"), "parameter 'NOT_A_KEY' is not known"),
     ("negative steps", p("RL_STEPS=-1"), "RL_STEPS=-1 must be an integer >= 1"),
     ("steps as text", p("RL_STEPS=two"), "RL_STEPS='two' must be an integer"),
-    ("zero SFT steps", p("SFT_STEPS=0"), "SFT_STEPS=0 must be an integer >= 1"),
+    ("negative SFT steps", p("SFT_STEPS=-1"), "SFT_STEPS=-1 must be an integer >= 0"),
     ("zero eval samples", p("EVAL_SAMPLES=0"), "EVAL_SAMPLES=0 must be an integer >= 1"),
     ("one generation for grpo", p("GENERATIONS=1"), "GENERATIONS=1 gives"),
     ("quota above 1", p("QUOTA=1.5"), "QUOTA=1.5 must be a number in"),
@@ -128,6 +128,19 @@ CASES = [
     ("gsm8k row without ####", data_case([{"question": "Q?", "answer": "42"}], "-p", "TASK=gsm8k"), re.compile(r"data.jsonl:1: GSM8K answer has no final")),
     ("hub dataset unreachable", p("TASK=math", "DATA_PATH=nobody-xyz/no-such-dataset"),
      "DATA_PATH='nobody-xyz/no-such-dataset' is a hub id, but the hub did not answer for it"),
+    # --- evaluation benchmarks (EVAL_SETS) ---
+    ("eval set without a task", p("EVAL_SETS=[bench.jsonl]"), "EVAL_SETS entry 'bench.jsonl' is not accepted"),
+    ("eval set of a generated task", p("EVAL_SETS=['testbed:x.jsonl']"), "EVAL_SETS entry 'testbed:x.jsonl' is not accepted"),
+    ("eval set missing", p("EVAL_SETS=['math:/no/such.jsonl']"), "EVAL_SETS entry 'such': '/no/such.jsonl' does not exist"),
+    ("eval set names repeat", lambda tmp: ["-p", f"EVAL_SETS=['jsonl:{jsonl(tmp, GOOD_ROWS)}', 'jsonl:{jsonl(tmp, GOOD_ROWS)}']"],
+     "names ['data', 'data'] repeat"),
+    ("eval set is training data", lambda tmp: data_case(GOOD_ROWS)(tmp) + ["-p", f"EVAL_SETS=['mine=jsonl:{tmp / 'data.jsonl'}']"],
+     re.compile(r"evaluation set 'mine' shares 8 question\(s\) with the training data \(normalised text\), e.g. 'What is 0\+1\?'")),
+    ("eval set shares one question", lambda tmp: data_case(GOOD_ROWS)(tmp) + ["-p", "EVAL_SETS=['jsonl:" + str(jsonl(
+        tmp, [{"id": "b1", "question": "  what IS 3+1? ", "answer": "4"}, {"id": "b2", "question": "Other?", "answer": "1"}],
+        "bench.jsonl")) + "']"], "evaluation set 'bench' shares 1 question(s)"),
+    ("eval set row not JSON", lambda tmp: ["-p", "EVAL_SETS=['jsonl:" + str(jsonl(tmp, [GOOD_ROWS[0], "{oops"], "bench.jsonl")) + "']"],
+     re.compile(r"bench.jsonl:2: not valid JSON")),
     # --- model folders ---
     ("model folder without config", model_folder(["weights.bin"]), "is not a model folder (no config.json in it)"),
     ("model path missing", p("MODEL=./no/such/model"), "MODEL='./no/such/model' does not exist"),

@@ -107,6 +107,17 @@ def summarize(df: "pd.DataFrame", weights=None) -> dict[str, dict]:
     return out
 
 
+def benchmark_scores(df: "pd.DataFrame", weights=None) -> dict[str, dict[str, float]]:
+    """{model: {benchmark: anytime score, ..., "average": their unweighted mean}}: AnytimeReasoner's table, each
+    test set counted once whatever its size. df: an evaluate_model table with a `benchmark` column."""
+    out: dict[str, dict[str, float]] = {}
+    for (model, bench), grp in df.groupby(["model", "benchmark"], sort=False):
+        out.setdefault(model, {})[bench] = _summary_of(grp, weights)["anytime_score"]
+    for scores in out.values():
+        scores["average"] = float(np.mean(list(scores.values())))
+    return out
+
+
 def reward_trend(metrics: "pd.DataFrame") -> "pd.DataFrame":
     """Per method: mean reward over the first and the second half of the steps, their difference, and the
     least-squares slope per step (one step's reward is a few samples: read the halves, not single steps)."""

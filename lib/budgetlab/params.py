@@ -80,11 +80,11 @@ PIPELINE_SETS = {"RUN_DIR", "RESUME", "METHOD"}  # notebook parameters the pipel
 OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
-                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS", "REPORT_TO"}
+                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS", "REPORT_TO", "EVAL_SETS", "DATA_SPLIT"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
-INT_AT_LEAST = {"N_TRAIN": 1, "N_EVAL": 1, "SEED": 0, "LORA_R": 1, "SFT_STEPS": 1, "SFT_BATCH": 1, "SB_PROBLEMS": 0,
+INT_AT_LEAST = {"N_TRAIN": 1, "N_EVAL": 1, "SEED": 0, "LORA_R": 1, "SFT_STEPS": 0, "SFT_BATCH": 1, "SB_PROBLEMS": 0,
                 "SB_SFT_STEPS": 0, "SB_SAMPLES": 1, "RL_STEPS": 1, "PROMPTS_PER_STEP": 1, "GENERATIONS": 1,
                 "MAX_SUMMARY": 1, "CHECKPOINT_EVERY": 1, "PROBE_EVERY": 0, "PROBE_SIZE": 1, "PROBE_SAMPLES": 1,
                 "EVAL_SAMPLES": 1, "EVAL_MAX_SUMMARY": 1, "SC_SAMPLES": 0, "PREFILL_POINTS": 1, "REAL_N": 1}
@@ -141,6 +141,16 @@ def validate_params(p: dict) -> None:
     # the notebooks train adapters: a full fine-tune (models' adapter='none') has no saved adapter for 02 to load
     check_choice("ADAPTER", p.get("ADAPTER", "lora"), ["lora", "qlora"])
     check_choice("TASK", p.get("TASK", "synthetic"), list(SOURCES))
+    from budgetlab.eval_sets import parse_eval_sets
+
+    if p.get("DATA_SPLIT") is not None and not (isinstance(p["DATA_SPLIT"], str) and p["DATA_SPLIT"]):
+        raise ValueError(f"DATA_SPLIT={p['DATA_SPLIT']!r} must be null (the loader's default split) or a split name "
+                         "such as 'train'.")
+
+    for s in parse_eval_sets(p.get("EVAL_SETS")):
+        if not Path(s["path"]).exists() and not looks_like_hub_id(s["path"]):
+            raise ValueError(f"EVAL_SETS entry {s['name']!r}: {s['path']!r} does not exist; use a .jsonl file or a "
+                             "hub id org/name.")
     if p.get("REAL_DATA"):
         check_choice("REAL_TASK", p.get("REAL_TASK", "gsm8k"), [s for s in SOURCES if s != "synthetic"])
         real = str(p["REAL_DATA"])

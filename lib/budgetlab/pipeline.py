@@ -121,10 +121,20 @@ def check_resume(params: dict, run_dir: Path) -> None:
 
 def check_inputs(params: dict) -> None:
     """Every input file read and checked before the first notebook (budgetlab.data.check_data_file): the task's
-    DATA_PATH and the optional REAL_DATA; one sentence naming file and line on the first fault."""
+    DATA_PATH, each EVAL_SETS benchmark and the optional REAL_DATA, and no benchmark question among the training
+    data (budgetlab.eval_sets); one sentence naming file and line, or the shared question, on the first fault."""
+    from budgetlab import eval_sets
     from budgetlab.data import check_data_file
 
-    check_data_file(params.get("TASK", "synthetic"), params.get("DATA_PATH", ""), params["LEVELS"], params["N_EVAL"])
+    task, path, levels = params.get("TASK", "synthetic"), params.get("DATA_PATH", ""), params["LEVELS"]
+    sets = eval_sets.parse_eval_sets(params.get("EVAL_SETS"))
+    check_data_file(task, path, levels, 0 if sets else params["N_EVAL"])
+    for s in sets:
+        check_data_file(s["task"], s["path"], (), 0)
+    if sets:
+        pool = eval_sets.training_rows(task, path, levels, params["N_TRAIN"], params.get("SEED", 0),
+                                       params.get("DATA_SPLIT"))
+        eval_sets.check_no_overlap(pool, eval_sets.load_eval_sets(sets, None))  # every row
     if params.get("REAL_DATA"):
         check_data_file(params.get("REAL_TASK", "gsm8k"), params["REAL_DATA"], (), 0)
 

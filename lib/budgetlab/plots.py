@@ -31,16 +31,30 @@ def save(fig, folder: str | Path, name: str) -> list[Path]:
     return paths
 
 
-def anytime_curves(curves: pd.DataFrame, title: str = "Anytime accuracy"):
-    """curves: model, budget, accuracy, low, high -> accuracy against thinking budget with a band per model."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def _curves_on(ax, curves: pd.DataFrame, title: str, legend: bool = True) -> None:
     for (model, grp), color in zip(curves.groupby("model", sort=False), sns.color_palette(n_colors=curves["model"].nunique())):
         grp = grp.sort_values("budget")
         ax.plot(grp["budget"], grp["accuracy"], marker="o", label=model, color=color)
         if "low" in grp:
             ax.fill_between(grp["budget"], grp["low"], grp["high"], alpha=0.12, color=color)
     ax.set(xlabel="thinking budget (tokens)", ylabel="accuracy", title=title, ylim=(-0.02, 1.02))
-    ax.legend(fontsize=8, ncol=2)
+    if legend:
+        ax.legend(fontsize=8, ncol=2)
+
+
+def anytime_curves(curves: pd.DataFrame, title: str = "Anytime accuracy"):
+    """curves: model, budget, accuracy, low, high -> accuracy against thinking budget with a band per model."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _curves_on(ax, curves, title)
+    return fig
+
+
+def benchmark_curves(curves: pd.DataFrame):
+    """curves with a benchmark column -> one anytime panel per benchmark (AnytimeReasoner's per-test-set view)."""
+    names = list(dict.fromkeys(curves["benchmark"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.5), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[0], names)):
+        _curves_on(ax, curves[curves["benchmark"] == name], name, legend=i == 0)
     return fig
 
 
