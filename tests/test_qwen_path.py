@@ -258,3 +258,35 @@ def test_every_method_takes_an_rl_step_on_tiny_qwen(tmp_path, method):
     assert [m["step"] for m in metrics] == [1] and (tmp_path / "metrics.csv").exists()
     # a random model writes no formatted answer: reward 0, or SelfBudgeter's format penalty
     assert metrics[0]["reward"] == pytest.approx(-1.0 if method == "selfbudgeter" else 0.0)
+
+
+@pytest.mark.slow
+def test_the_paper_profile_runs_every_notebook_on_tiny_qwen_with_its_benchmarks_kept_apart(tmp_path, shared_data):
+    """--profile paper as a CPU dry run: the R1-Distill tokenizer, no warm start (SFT_STEPS: 0), training on one
+    data set (GSM8K here) and two benchmarks kept apart from it (MATH-500 split in two), at tiny sizes."""
+    import json
+
+    from budgetlab import pipeline
+
+    math = [json.loads(line) for line in (shared_data / "math500.jsonl").read_text().splitlines()]
+    for name, levels in (("easy", (1, 2)), ("hard", (3, 4, 5))):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in math if r["level"] in levels))
+    small = {"MODEL": "tiny-qwen", "ADAPTER": "lora", "LORA_R": 4, "TASK": "gsm8k", "DATA_SPLIT": None,
+             "DATA_PATH": str(shared_data / "gsm8k_test.jsonl"), "LEVELS": [2, 3, 4],
+             "EVAL_SETS": [f"math:{tmp_path / 'easy.jsonl'}", f"math:{tmp_path / 'hard.jsonl'}"],
+             "N_TRAIN": 16, "N_EVAL": 3, "SFT_BATCH": 4, "SB_PROBLEMS": 4, "SB_SFT_STEPS": 1, "SB_SAMPLES": 2,
+             "RL_STEPS": 1, "PROMPTS_PER_STEP": 2, "GENERATIONS": 2, "TRAIN_BUDGETS": [4, 8], "MAX_SUMMARY": 4,
+             "EVAL_BUDGETS": [4, 8], "EVAL_SAMPLES": 1, "EVAL_MAX_SUMMARY": 4, "SC_SAMPLES": 2, "PREFILL_POINTS": 1,
+             "PROBE_EVERY": 0, "PROBE_SIZE": 4}
+    run = pipeline.run("paper", tmp_path / "run", overrides=small)
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["methods"]) == {"untrained", "warmstart", "grpo", "drgrpo", "brpo", "ibpo", "selfbudgeter", "l1"}
+    for scores in summary["benchmarks"].values():  # each set alone and their unweighted average
+        assert set(scores) == {"easy", "hard", "average"}
+        assert scores["average"] == pytest.approx((scores["easy"] + scores["hard"]) / 2)
+    evals = [json.loads(line) for line in (run / "data" / "eval.jsonl").read_text().splitlines()]
+    assert sorted(r["benchmark"] for r in evals) == ["easy"] * 3 + ["hard"] * 3
+    assert not (run / "sft" / "warmstart").exists()  # SFT_STEPS: 0 trains no warm start
+    assert (run / "figures" / "report_benchmark_curves.png").exists()
+    report = (run / "report.html").read_text()
+    assert "one evaluation set, held out" not in report and ">easy<" in report and ">hard<" in report  # its table
