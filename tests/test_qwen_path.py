@@ -290,3 +290,20 @@ def test_the_paper_profile_runs_every_notebook_on_tiny_qwen_with_its_benchmarks_
     assert (run / "figures" / "report_benchmark_curves.png").exists()
     report = (run / "report.html").read_text()
     assert "one evaluation set, held out" not in report and ">easy<" in report and ">hard<" in report  # its table
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_every_step_as_a_cpu_dry_run(tmp_path):
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh"), "--dry-run"], capture_output=True,
+                         text=True, env={**os.environ, "OUT": str(tmp_path)}, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["dry_run"] and result["lora_grpo_step_s"] > 0 and result["lora_brpo_step_s"] > 0
+    assert result["rollout_tokens_per_s_16"] > 0 and result["curve_over_plain"] > 0
+    assert result["qlora"].startswith("skipped") and json.loads(out.stdout.strip().splitlines()[-1]) == result
