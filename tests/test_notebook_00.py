@@ -25,7 +25,8 @@ def test_papermill_sees_every_parameter_of_notebook_00():
 
     # an "=" inside a trailing comment makes papermill drop that name, and the pipeline passes only declared names
     names = list(pm.inspect_notebook(str(NOTEBOOK)))
-    assert names == ["RUN_DIR", "SEED", "TASK", "DATA_PATH", "N_TRAIN", "N_EVAL", "LEVELS", "MODEL"]
+    assert names == ["RUN_DIR", "SEED", "TASK", "DATA_PATH", "DATA_SPLIT", "N_TRAIN", "N_EVAL", "LEVELS", "EVAL_SETS",
+                     "MODEL"]
 
 
 @pytest.mark.slow
