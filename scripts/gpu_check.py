@@ -36,13 +36,12 @@ def random_model_dir(dry_run: bool, out: Path) -> str:
     """tiny-qwen for a dry run; else a random Qwen2 of the 1.5B's shape with the R1 tokenizer, saved under out."""
     from transformers import AutoTokenizer
 
-    from budgetlab.model_files import build_tiny_model, r1_tokenizer_dir
+    from budgetlab.model_files import _special_ids, build_tiny_model, r1_tokenizer_dir
 
     if dry_run:
         return "tiny-qwen"
     tok = AutoTokenizer.from_pretrained(r1_tokenizer_dir())
-    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    build_tiny_model(0, **QWEN_1_5B, vocab_size=len(tok), special_ids=ids, arch="qwen2").save_pretrained(out)
+    build_tiny_model(0, **QWEN_1_5B, vocab_size=len(tok), special_ids=_special_ids(tok), arch="qwen2").save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
 
