@@ -59,7 +59,7 @@ def test_a_nan_rl_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_
 def test_a_nan_sft_loss_names_its_step(tmp_path, monkeypatch):
     model, tok = tiny()
     examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in ROWS[:4]]
-    monkeypatch.setattr(sft_mod, "weighted_sft_loss", poisoned(sft_mod.weighted_sft_loss, at_call=1))
+    monkeypatch.setattr(sft_mod, "packed_sft_loss", poisoned(sft_mod.packed_sft_loss, at_call=1))
     with pytest.raises(NonFiniteLoss, match="SFT step 2: the loss is nan.*no checkpoint was written yet"):
         sft(model, tok, examples, SFTConfig(steps=3, batch_size=4, checkpoint_every=5, precision="fp32"), tmp_path,
             progress=False)

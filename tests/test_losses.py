@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from budgetlab.losses import (TrainSeq, collate, normalise, pack_branches, packed_attention, ppo_clip_loss,
-                              token_logprobs, weighted_sft_loss)
+from budgetlab.losses import (TrainSeq, collate, normalise, pack_branches, pack_examples, packed_attention,
+                              packed_sft_loss, ppo_clip_loss, token_logprobs, weighted_sft_loss)
 
 
 def test_ppo_loss_at_ratio_one_is_minus_mean_advantage_per_sequence():
@@ -136,6 +136,48 @@ def test_packed_loss_and_gradient_equal_those_of_separate_sequences(normaliser):
 
     loss_plain, grads_plain = loss_and_grads(plain_seqs)
     loss_packed, grads_packed = loss_and_grads(packed_seqs)
+    assert loss_packed == pytest.approx(float(loss_plain), rel=1e-5)
+    for a, b in zip(grads_plain, grads_packed):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_pack_examples_puts_every_example_once_in_rows_no_wider_than_asked():
+    seqs = [TrainSeq([7] * n, [1.0] * n, [False] * 2 + [True] * (n - 2), weight=w)
+            for n, w in ((6, 1.0), (5, 2.0), (4, 1.0), (3, 0.5), (9, 1.0))]
+    rows = pack_examples(seqs, width=10)
+    assert sorted(len(r.ids) for r in rows) == [8, 9, 10]  # 9 | 6+4 | 5+3: longest first, first row with room
+    assert sum(len(r.ids) for r in rows) == sum(len(s.ids) for s in seqs)
+    for r in rows:
+        for k in set(r.segment):  # each segment is one example, positions from 0, shares summing to its weight
+            at = [i for i, seg in enumerate(r.segment) if seg == k]
+            assert [r.position[i] for i in at] == list(range(len(at)))
+            assert sum(r.adv[i] for i in at) == pytest.approx({9: 1.0, 6: 1.0, 5: 2.0, 4: 1.0, 3: 0.5}[len(at)])
+    narrow = pack_examples(seqs, width=4)  # narrower than the longest example: the rows widen to it (9 | 6+3 | 5+4)
+    assert sorted(len(r.ids) for r in narrow) == [9, 9, 9]
+    with pytest.raises(ValueError, match="already packed"):
+        pack_examples(rows, width=10)
+
+
+def test_packed_examples_score_exactly_as_each_example_alone():
+    """The SFT step's packing: loss and LoRA gradients equal weighted_sft_loss over the padded batch."""
+    from budgetlab.models import load_model
+
+    torch.manual_seed(0)
+    model, _ = load_model("tiny", adapter="lora", lora_r=4)
+    g = torch.Generator().manual_seed(2)
+    seqs = [TrainSeq(torch.randint(3, 200, (n,), generator=g).tolist(), [1.0] * n,
+                     [False] * 3 + [True] * (n - 3), weight=w) for n, w in ((11, 1.0), (7, 0.5), (5, 2.0), (9, 1.0))]
+
+    def loss_and_grads(packed):
+        model.zero_grad()
+        t = collate(pack_examples(seqs, width=16) if packed else seqs, pad_id=0)
+        logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"], position=t.get("position"))
+        loss = packed_sft_loss(logp, t["adv"]) if packed else weighted_sft_loss(logp, t["mask"], t["weight"])
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    loss_plain, grads_plain = loss_and_grads(packed=False)
+    loss_packed, grads_packed = loss_and_grads(packed=True)
     assert loss_packed == pytest.approx(float(loss_plain), rel=1e-5)
     for a, b in zip(grads_plain, grads_packed):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

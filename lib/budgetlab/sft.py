@@ -17,7 +17,7 @@ import torch
 
 from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metrics
 from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
-from budgetlab.losses import TrainSeq, collate, token_logprobs, weighted_sft_loss
+from budgetlab.losses import TrainSeq, collate, pack_examples, packed_sft_loss, token_logprobs, weighted_sft_loss
 from budgetlab.precision import check_precision, use_bf16
 from budgetlab.tracking import Tracker
 
@@ -28,6 +28,7 @@ class SFTConfig:
     batch_size: int = 16  # examples per step
     lr: float = 2e-4
     micro_batch: int = 16  # examples per forward/backward (memory bound)
+    pack_width: int = 256  # a micro-batch's examples packed into rows of this many tokens; 0 pads each instead
     precision: str = "auto"  # auto | fp32 | bf16: autocast for forward/backward (budgetlab.precision)
     report_to: str = "none"  # none | tensorboard: every step's row also to out_dir/tensorboard (budgetlab.tracking)
     seed: int = 0
@@ -60,13 +61,18 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
             consistent = False
             total, n_tok = 0.0, 0
             for mb in range(0, len(batch), cfg.micro_batch):
-                t = {k: v.to(device) for k, v in collate(batch[mb:mb + cfg.micro_batch], tok.pad_token_id).items()}
+                part = batch[mb:mb + cfg.micro_batch]
+                rows_in = pack_examples(part, cfg.pack_width) if cfg.pack_width else part
+                t = {k: v.to(device) for k, v in collate(rows_in, tok.pad_token_id).items()}
                 with autocast(bf16, device):
-                    logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"])
-                loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
+                    logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"], position=t.get("position"))
+                if cfg.pack_width:
+                    loss = packed_sft_loss(logp, t["adv"]) / len(batch)
+                else:
+                    loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
                 loss.backward()
                 total += float(loss.detach())
-                n_tok += int(t["attention"].sum())
+                n_tok += sum(len(s.ids) for s in part)
             check_finite_loss(total, "SFT", step + 1, out_dir)
             opt.step()
             dt = time.perf_counter() - t0
