@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads starve a 2-core box
+from budgetlab.config import set_openmp_wait  # noqa: E402
+set_openmp_wait()  # before torch loads: a short spin (LOG.md, "OpenMP waiting policy")
 import statistics
 import time
 

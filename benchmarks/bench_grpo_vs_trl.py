@@ -46,9 +46,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# OpenMP threads that spin while waiting collapse when another process shares the cores: with 2 threads on
-# 2 busy cores one 64-token rollout went from ~2.5 s to 40-65 s. Passive waiting removes that (both sides alike).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP waiting as the main job has it (both sides alike): a short spin; export OMP_WAIT_POLICY=PASSIVE when
+# another busy process shares the cores (spinning threads then slow each other, LOG.md).
+from budgetlab.config import set_openmp_wait  # noqa: E402
+set_openmp_wait()  # before torch loads: a short spin (LOG.md, "OpenMP waiting policy")
 
 import argparse
 import contextlib

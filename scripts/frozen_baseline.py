@@ -23,7 +23,8 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from budgetlab.config import set_openmp_wait  # noqa: E402
+set_openmp_wait()  # before torch loads: a short spin (LOG.md, "OpenMP waiting policy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd  # noqa: E402

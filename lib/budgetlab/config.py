@@ -1,4 +1,4 @@
-"""Shared plumbing: where files live, validation in one sentence, atomic writes, seeding."""
+"""Shared plumbing: where files live, validation in one sentence, atomic writes, seeding, OpenMP waiting."""
 
 from __future__ import annotations
 
@@ -11,6 +11,26 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+# How idle OpenMP threads wait between parallel regions; torch's libgomp reads it once, when torch loads.
+# Measured on the 2-core box (LOG.md, "OpenMP waiting policy"): sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+# made one process's fp32 decode step 98 ms against 72-74 ms with a short spin; the short spin costs more
+# only when two jobs share the cores (two decodes side by side: 195 against 134 ms a step each).
+OPENMP_SPIN = "10000"
+
+
+def set_openmp_wait() -> str:
+    """A short spin before idle OpenMP threads sleep, for one job computing at a time (the main job, benchmarks).
+
+    Kept as the user set it when OMP_WAIT_POLICY or GOMP_SPINCOUNT is already in the environment (the test
+    suite sets PASSIVE: pytest and a notebook kernel share the cores). Call it before torch loads; the
+    notebook kernels inherit it. Returns the setting in effect, for the run's log line."""
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        if key in os.environ:
+            return f"{key}={os.environ[key]}"
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN
+    return f"GOMP_SPINCOUNT={OPENMP_SPIN}"
 
 
 def data_dir() -> Path:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from budgetlab.config import PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice
+from budgetlab.config import PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice, set_openmp_wait
 from budgetlab.params import load_params, parse_value, profiles
 from budgetlab.precision import describe, model_shape, resolve
 from budgetlab.rundir import OWNER_ENV, claim, release
@@ -241,9 +241,7 @@ def pool_seeds(base: Path, grid: list[dict], run_dirs: list[Path]) -> list[Path]
 
 
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP threads that spin while waiting starve each other on a small shared CPU (measured: a 64-token
-    # rollout 2.5 s passive, 42-67 s spinning); the notebook kernels inherit this environment.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    openmp = set_openmp_wait()  # before any stage loads torch; the notebook kernels inherit it
     ap = argparse.ArgumentParser(prog="python -m budgetlab.pipeline", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="default", help=f"one of {profiles()}")
     ap.add_argument("--run-dir", default=None, help="where the run goes (default results/<profile>-<time>)")
@@ -252,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", nargs="+", default=None, metavar="KEY=v1,v2", help="run every combination")
     ap.add_argument("--until", default=None, metavar="STAGE", help=f"stop after this stage, one of {list(STAGES)}")
     args = ap.parse_args(argv)
+    print(f"[budgetlab] OpenMP waiting: {openmp}", flush=True)
     try:
         overrides = {}
         for item in args.param:
