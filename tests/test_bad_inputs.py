@@ -91,6 +91,8 @@ CASES = [
     ("unknown adapter", p("ADAPTER=ia3"), "ADAPTER='ia3'"),
     ("unknown task", p("TASK=mmlu"), "TASK='mmlu' is not accepted"),
     ("unknown SelfBudgeter reward", p("SB_REWARD=lazy"), "SB_REWARD='lazy' is not accepted"),
+    ("unknown answer rule", p("ANSWER_RULE=first"), "ANSWER_RULE='first' is not accepted"),
+    ("unknown prompt style", p("PROMPT=alpaca"), "PROMPT='alpaca' is not accepted"),
     ("unknown tracker", p("REPORT_TO=wandb"), "REPORT_TO='wandb' is not accepted"),
     ("zero L1 alpha", p("L1_ALPHA=0"), "L1_ALPHA=0 must be null"),
     ("one seed in SEEDS", p("SEEDS=[3]"), "SEEDS=[3] must be a list of at least 2"),

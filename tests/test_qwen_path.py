@@ -129,6 +129,29 @@ def test_prompts_start_with_the_tokenizers_bos_and_end_with_the_think_token(tok)
     assert encode_prompt(tok, "", only_think=True) == [THINK]  # continues a prompt: no second BOS
 
 
+def test_the_chat_prompt_is_the_r1_template_around_question_and_instruction_then_the_think_token(tok):
+    from budgetlab.prompts import CHAT_INSTRUCTION, encode_prompt, sft_example
+
+    user, assistant = tok.convert_tokens_to_ids(["<｜User｜>", "<｜Assistant｜>"])
+    ids = encode_prompt(tok, "Compute 1 + 2", style="chat")
+    question = tok.encode("Compute 1 + 2" + CHAT_INSTRUCTION, add_special_tokens=False)
+    assert ids == [BOS, user, *question, assistant, THINK]  # one BOS: the template's, not a second one
+    assert encode_prompt(tok, "Compute 1 + 2", think=False, style="chat") == ids[:-1]  # a budget tag goes here
+    ex = sft_example(tok, "Compute 1 + 2", "1+2=3.", "3", style="chat")
+    assert ex.ids[: len(ids)] == ids and not any(ex.mask[: len(ids)]) and ex.ids[-1] == EOS
+
+
+def test_a_tokenizer_without_a_chat_template_is_refused_the_chat_prompt_in_one_sentence(tok):
+    import copy
+
+    from budgetlab.prompts import encode_prompt
+
+    bare = copy.copy(tok)
+    bare.chat_template = None
+    with pytest.raises(ValueError, match="PROMPT='chat' needs a tokenizer with a chat template"):
+        encode_prompt(bare, "Compute 1 + 2", style="chat")
+
+
 def test_an_sft_example_trains_thinking_end_cue_summary_and_eos_but_not_the_prompt(tok):
     from budgetlab.prompts import encode_prompt, sft_example
 
@@ -277,6 +300,8 @@ def test_the_paper_profile_runs_every_notebook_on_tiny_qwen_with_its_benchmarks_
     evals = [json.loads(line) for line in (run / "data" / "eval.jsonl").read_text().splitlines()]
     assert sorted(r["benchmark"] for r in evals) == ["easy"] * 3 + ["hard"] * 3
     assert not (run / "sft" / "warmstart").exists()  # SFT_STEPS: 0 trains no warm start
+    config = json.loads((run / "config" / "02_rl_grpo.json").read_text())
+    assert (config["PROMPT"], config["ANSWER_RULE"]) == ("chat", "seeds")  # the paper profile's format and grading
     assert (run / "figures" / "report_benchmark_curves.png").exists()
     report = (run / "report.html").read_text()
     assert "one evaluation set, held out" not in report and ">easy<" in report and ">hard<" in report  # its table

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from budgetlab.grading import extract_boxed, gsm8k_reference, is_correct, is_formatted
+from budgetlab.grading import extract_boxed, first_boxed, graded_text, gsm8k_reference, is_correct, is_formatted
 from budgetlab.rewards import (
     REWARDS,
     alpha_schedule,
@@ -464,3 +464,38 @@ def test_two_sided_budget_penalty_also_fires_below_the_share_of_the_allowed_maxi
     assert selfbudgeter_reward(BUDGETED, "9", 1, 1, math.inf, 1.0, underflow_share=0.5) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="underflow_share"):
         selfbudgeter_reward_parts(BUDGETED, "9", 100, 100, 300, 1.0, underflow_share=1.5)
+
+
+# --- the answer rule: the last \boxed{} (SPEC §6) or the seeds' first one after the answer cue ----------
+
+
+TWO_BOXES = "7+5=12.</think> Final answer: \\boxed{12}, or \\boxed{13}"
+
+
+def test_the_seeds_rule_grades_the_first_box_after_the_cue_and_the_default_the_last():
+    assert graded_text(TWO_BOXES, "seeds") == "\\boxed{12}"
+    assert graded_text(TWO_BOXES, "last_boxed") == TWO_BOXES
+    assert correctness_reward(TWO_BOXES, "12", rule="seeds") == 1.0
+    assert correctness_reward(TWO_BOXES, "12") == 0.0  # the default grades \boxed{13}
+    assert correctness_reward_parts(TWO_BOXES, "13", rule="seeds") == {"correct": 0.0, "format": 1.0, "reward": 0.0}
+
+
+def test_the_seeds_rule_ignores_boxes_before_the_cue_and_needs_exactly_one_closed_think():
+    assert graded_text("\\boxed{1} 7+5=12.</think> \\boxed{2} Final answer: \\boxed{12}", "seeds") == "\\boxed{12}"
+    assert graded_text("7+5=12.</think> so \\boxed{12}", "seeds") == "\\boxed{12}"  # no cue: after </think>
+    assert graded_text("7+5=12. Final answer: \\boxed{12}", "seeds") is None  # thinking never closed
+    assert graded_text("a</think> b</think> Final answer: \\boxed{12}", "seeds") is None
+    assert graded_text("7+5=12.</think> Final answer: 12", "seeds") is None
+    assert first_boxed("x \\boxed{{a}b} \\boxed{c}") == "{a}b" and first_boxed("\\boxed{open") is None
+
+
+def test_an_unknown_answer_rule_is_refused_in_one_sentence():
+    with pytest.raises(ValueError, match="answer rule='first' is not accepted"):
+        graded_text(TWO_BOXES, "first")
+
+
+def test_selfbudgeter_reward_grades_under_the_answer_rule():
+    tagged = "<budget>20</budget><think>" + TWO_BOXES
+    kw = dict(declared=20, length=18, allowed_max=30, alpha=1.0)
+    assert selfbudgeter_reward_parts(tagged, "12", answer_rule="seeds", **kw)["correct"] == 1.0
+    assert selfbudgeter_reward_parts(tagged, "12", **kw)["correct"] == 0.0

@@ -14,7 +14,7 @@ import pandas as pd
 from budgetlab.budgets import validate_budgets
 from budgetlab.precision import use_bf16
 from budgetlab.prompts import encode_prompt
-from budgetlab.grading import extract_boxed, is_correct, is_formatted
+from budgetlab.grading import extract_boxed, grade, graded_text, is_correct
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import budget_tag_prompts
 from budgetlab.synthetic import short_style_share
@@ -24,12 +24,15 @@ from budgetlab.truncation import parse_budget_tag
 def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, samples: int = 1,
                    max_summary: int = 12, do_sample: bool | None = None, temperature: float = 1.0,
                    budget_tag: str | int | None = None, batch_size: int = 64, progress: bool = True,
-                   name: str = "model", precision: str = "auto") -> pd.DataFrame:
+                   name: str = "model", precision: str = "auto", answer_rule: str = "last_boxed",
+                   prompt: str = "plain") -> pd.DataFrame:
     """Long table of graded forced summaries: columns id, level, sample, budget, correct, formatted, ...
 
     `budget_tag`: None (plain prompt), "self" (the model writes `<budget>N</budget>` first, SelfBudgeter)
     or an int N (pre-filled tag: the user sets the budget). Greedy unless samples > 1 or do_sample.
     `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes the forced summaries under autocast.
+    `answer_rule` (`grading.ANSWER_RULES`): the answer graded, the last \\boxed{} or the seeds' first after the cue.
+    `prompt` (`prompts.PROMPT_STYLES`): the project's plain prompt or the tokenizer's chat template.
     """
     budgets = validate_budgets(budgets)
     if samples < 1:
@@ -40,11 +43,11 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
     expanded = [r for r in rows for _ in range(samples)]
     spans = None
     if budget_tag is None:
-        prompts = [encode_prompt(tok, r["question"]) for r in expanded]
+        prompts = [encode_prompt(tok, r["question"], style=prompt) for r in expanded]
     else:
         prompts, spans = budget_tag_prompts(tok, [r["question"] for r in expanded], rollout,
                                             prefill=None if budget_tag == "self" else int(budget_tag),
-                                            do_sample=do_sample)
+                                            do_sample=do_sample, style=prompt)
     out = []
     chunks = range(0, len(prompts), batch_size)
     if progress:
@@ -65,14 +68,13 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
             for j, b in enumerate(budgets):
                 sm = tr.summaries[j][0]
                 if id(sm) not in graded:
-                    fmt = is_formatted(sm.text)  # an unformatted summary scores 0 and is not parsed
-                    graded[id(sm)] = (fmt, fmt and is_correct(sm.text, row["answer"]))
+                    graded[id(sm)] = grade(sm.text, row["answer"], answer_rule)  # unformatted: 0, not parsed
                 fmt, ok = graded[id(sm)]
                 out.append({"model": name, "id": row["id"], "level": row.get("level", 0), "sample": i % samples,
                             "budget": b, "kept": sm.kept, "truncated": sm.truncated, "closed": tr.closed,
                             "n_thinking": tr.n_thinking, "declared": declared, "style_short": style,
                             "formatted": fmt,
-                            "correct": bool(fmt and ok), "answer": extract_boxed(sm.text),
+                            "correct": bool(fmt and ok), "answer": extract_boxed(graded_text(sm.text, answer_rule)),
                             "summary": tok.decode(sm.ids, skip_special_tokens=True)})
     return pd.DataFrame(out)
 

@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any
 
-from budgetlab.truncation import THINK_END
+from budgetlab.config import check_choice
+from budgetlab.truncation import ANSWER_CUE, THINK_END
 
 MAX_RESPONSE_CHARS = 200_000  # only this tail of a response is graded: final answers sit at the end
 MAX_ANSWER_CHARS = 1_000  # an extracted answer longer than this is not a final answer
@@ -37,9 +38,18 @@ def extract_boxed(text: str) -> str | None:
     start = None
     for m in _BOXED_OPEN.finditer(text):
         start = m.end()
-    if start is None:
-        return None
-    depth = 1  # one linear scan from the last opener: no backtracking on nested or unbalanced braces
+    return None if start is None else _braced(text, start)
+
+
+def first_boxed(text: str) -> str | None:
+    """Content of the first \\boxed{...} (or \\fbox{...}) in text, braces matched; None if absent or unbalanced."""
+    m = _BOXED_OPEN.search(text) if isinstance(text, str) else None
+    return None if m is None else _braced(text, m.end())
+
+
+def _braced(text: str, start: int) -> str | None:
+    """text[start:] up to the brace that closes the one opened just before start; None if it never closes."""
+    depth = 1  # one linear scan from the opener: no backtracking on nested or unbalanced braces
     for m in _BRACE_OR_ESCAPE.finditer(text, start):
         token = m.group()
         if token == "{":
@@ -198,8 +208,39 @@ def is_correct(response: str, reference: str, timeout_s: float = GRADE_TIMEOUT_S
         return False
 
 
+# --- which answer a response gives ----------------------------------------------------------------
+
+# "last_boxed": the response's last \boxed{} (SPEC §6, the default); "seeds": AnytimeReasoner's rule, the first
+# \boxed{} after the answer cue in a response with exactly one `</think>` (the paper profile).
+ANSWER_RULES = ("last_boxed", "seeds")
+
+
+def graded_text(response: str, rule: str = "last_boxed") -> str | None:
+    """The part of a response that `is_correct` grades under `rule` (ANSWER_RULES); None when it gives no answer.
+
+    "last_boxed" grades the whole response (is_correct takes its last \\boxed{}). "seeds" grades only the first
+    \\boxed{} after the answer cue (after `</think>` when the cue is absent), and nothing unless the response
+    closes its thinking exactly once."""
+    check_choice("answer rule", rule, ANSWER_RULES)
+    if rule == "last_boxed" or not isinstance(response, str):
+        return response
+    if response.count(THINK_END) != 1:
+        return None
+    after = response.split(THINK_END, 1)[1]
+    cue = ANSWER_CUE.strip()
+    boxed = first_boxed(after.split(cue, 1)[1] if cue in after else after)
+    return None if boxed is None else "\\boxed{" + boxed + "}"
+
+
 def is_formatted(text: str) -> bool:
     """True when the whole response has exactly one '</think>' and a balanced \\boxed{} after it (SPEC §6)."""
     if not isinstance(text, str) or text.count(THINK_END) != 1:
         return False
     return extract_boxed(text.split(THINK_END, 1)[1]) is not None
+
+
+def grade(response: str, reference: str, rule: str = "last_boxed") -> tuple[bool, bool]:
+    """(formatted, correct) of a response under `rule` (ANSWER_RULES); an unformatted response is not graded."""
+    formatted = is_formatted(response)
+    text = graded_text(response, rule) if formatted else None
+    return formatted, bool(text is not None and is_correct(text, reference))

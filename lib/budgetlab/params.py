@@ -80,7 +80,8 @@ PIPELINE_SETS = {"RUN_DIR", "RESUME", "METHOD"}  # notebook parameters the pipel
 OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_START", "ALPHA_END", "BETA", "NORMALISER", "LR",
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
-                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS", "REPORT_TO", "EVAL_SETS", "DATA_SPLIT"}
+                 "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS", "REPORT_TO", "EVAL_SETS", "DATA_SPLIT",
+                 "ANSWER_RULE", "PROMPT"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
@@ -108,6 +109,8 @@ def validate_params(p: dict) -> None:
     from budgetlab.losses import NORMALISERS
     from budgetlab.methods import METHODS
     from budgetlab.precision import PRECISIONS
+    from budgetlab.grading import ANSWER_RULES
+    from budgetlab.prompts import PROMPT_STYLES
     from budgetlab.selfbudget import SB_REWARDS
     from budgetlab.tracking import REPORT_TO
 
@@ -167,6 +170,8 @@ def validate_params(p: dict) -> None:
         raise ValueError(f"SEEDS={seeds!r} must be a list of at least 2 distinct integers >= 0 (a study pools them).")
     check_choice("REPORT_TO", p.get("REPORT_TO", "none"), list(REPORT_TO))
     check_choice("SB_REWARD", p.get("SB_REWARD", "paper"), list(SB_REWARDS))
+    check_choice("ANSWER_RULE", p.get("ANSWER_RULE", "last_boxed"), list(ANSWER_RULES))
+    check_choice("PROMPT", p.get("PROMPT", "plain"), list(PROMPT_STYLES))
     if p.get("L1_ALPHA") is not None and not (_is_number(p["L1_ALPHA"]) and p["L1_ALPHA"] > 0):
         raise ValueError(f"L1_ALPHA={p['L1_ALPHA']!r} must be null (1 / the largest training budget) or a positive number.")
     if "QUOTA" in p and not (_is_number(p["QUOTA"]) and 0 <= p["QUOTA"] <= 1):

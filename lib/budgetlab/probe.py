@@ -36,7 +36,8 @@ def probe_rows(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
 
 
 def probe(model, tok, rows: Sequence[dict], budgets: Sequence[int], max_summary: int, *, samples: int = 4,
-          temperature: float = 1.0, seed: int = 0, budget_tag: str | int | None = None, precision: str = "auto") -> dict:
+          temperature: float = 1.0, seed: int = 0, budget_tag: str | int | None = None, precision: str = "auto",
+          answer_rule: str = "last_boxed", prompt: str = "plain") -> dict:
     """`samples` answers to each row, cut at each of `budgets`, drawn from `seed` (the caller's random state is
     left as it was): mean correctness at the largest budget, the anytime score (uniform over `budgets`), thinking
     length, closed share and, with `budget_tag="self"` (SelfBudgeter), the mean declared budget and its Spearman
@@ -45,7 +46,7 @@ def probe(model, tok, rows: Sequence[dict], budgets: Sequence[int], max_summary:
         torch.manual_seed(seed)
         df = evaluate_model(model, tok, rows, budgets, samples=samples, do_sample=True, temperature=temperature,
                             max_summary=max_summary, budget_tag=budget_tag, progress=False,
-                            precision=precision)
+                            precision=precision, answer_rule=answer_rule, prompt=prompt)
     by_budget = df.groupby("budget")["correct"].mean()
     first = df[df["budget"] == by_budget.index.max()]  # one row per answer
     out = {"probe_reward": float(by_budget.iloc[-1]), "probe_anytime": anytime_score(by_budget.to_dict()),

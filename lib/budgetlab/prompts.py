@@ -6,8 +6,14 @@ concatenated: a marker then always has the same ids (`Markers`), wherever it app
 
 from __future__ import annotations
 
+from budgetlab.config import check_choice
 from budgetlab.data import format_prompt
 from budgetlab.truncation import ANSWER_CUE, BUDGET_TAG, THINK_END, THINK_START
+
+# "plain": the project's short prompt (data.format_prompt); "chat": the tokenizer's own chat template around the
+# question and the seeds' instruction, as a reasoning model was trained to read it (the paper profile).
+PROMPT_STYLES = ("plain", "chat")
+CHAT_INSTRUCTION = " Let's think step by step and output the final answer within \\boxed{}."  # DeepScaleR's
 
 
 def _enc(tok, text: str) -> list[int]:
@@ -23,17 +29,34 @@ def special_prefix(tok) -> list[int]:
     return []
 
 
-def encode_prompt(tok, question: str, think: bool = True, only_think: bool = False) -> list[int]:
+def encode_prompt(tok, question: str, think: bool = True, only_think: bool = False, style: str = "plain") -> list[int]:
     """Ids of the prompt for `question`; `think=False` stops before `<think>` (SelfBudgeter writes its tag there).
 
-    The prompt starts with the tokenizer's own prefix (`special_prefix`): a model trained with a BOS before every
-    text sees one here too; `only_think` (the `<think>` after a budget tag) continues a prompt, so has none.
+    `style` (PROMPT_STYLES): "plain" starts with the tokenizer's own prefix (`special_prefix`: a model trained
+    with a BOS before every text sees one here too); "chat" is the tokenizer's chat template for one user turn,
+    the question and CHAT_INSTRUCTION, with the generation prompt. `only_think` (the `<think>` after a budget
+    tag) continues a prompt, so has neither.
     """
+    check_choice("prompt style", style, PROMPT_STYLES)
     if only_think:
         return _enc(tok, THINK_START)
-    text = format_prompt(question)
-    base = text[: -len(THINK_START)] if text.endswith(THINK_START) else text
-    return special_prefix(tok) + _enc(tok, base) + (_enc(tok, THINK_START) if think else [])
+    if style == "chat":
+        base = chat_prefix(tok, question)
+    else:
+        text = format_prompt(question)
+        base = special_prefix(tok) + _enc(tok, text[: -len(THINK_START)] if text.endswith(THINK_START) else text)
+    return base + (_enc(tok, THINK_START) if think else [])
+
+
+def chat_prefix(tok, question: str) -> list[int]:
+    """The chat template's ids for a user turn asking `question`, up to where the assistant's `<think>` goes."""
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(f"PROMPT='chat' needs a tokenizer with a chat template; {tok.name_or_path!r} has none "
+                         "(use PROMPT='plain').")
+    text = tok.apply_chat_template([{"role": "user", "content": question + CHAT_INSTRUCTION}],
+                                   add_generation_prompt=True, tokenize=False)
+    stripped = text.rstrip()  # newer R1 templates already open the thinking: it is added back as THINK_START
+    return _enc(tok, stripped[: -len(THINK_START)] if stripped.endswith(THINK_START) else text)
 
 
 def summary_text(answer: str) -> str:
@@ -55,11 +78,12 @@ def encode_target(tok, thinking: str | list[int], answer: str, budget: int | Non
     return [], _enc(tok, BUDGET_TAG.format(int(budget))) + _enc(tok, THINK_START) + body
 
 
-def sft_example(tok, question: str, thinking: str | list[int], answer: str, budget: int | None = None):
-    """A TrainSeq for SFT: prompt tokens untrained, target tokens trained with weight 1."""
+def sft_example(tok, question: str, thinking: str | list[int], answer: str, budget: int | None = None,
+                style: str = "plain"):
+    """A TrainSeq for SFT: prompt tokens (in prompt `style`) untrained, target tokens trained with weight 1."""
     from budgetlab.losses import TrainSeq
 
-    prompt = encode_prompt(tok, question, think=budget is None)
+    prompt = encode_prompt(tok, question, think=budget is None, style=style)
     _, target = encode_target(tok, thinking, answer, budget)
     ids = prompt + target
     return TrainSeq(ids, [0.0] * len(prompt) + [1.0] * len(target), [False] * len(prompt) + [True] * len(target))

@@ -11,21 +11,24 @@ from typing import Any, Callable
 
 from budgetlab import truncation
 from budgetlab.config import check_choice
-from budgetlab.grading import extract_boxed, is_correct, is_formatted  # noqa: F401 (public here, SPEC §9)
+from budgetlab.grading import extract_boxed, grade, graded_text, is_correct, is_formatted  # noqa: F401 (SPEC §9)
 
 # --- format and correctness rewards --------------------------------------------------------------
 
 
-def correctness_reward_parts(response: str, reference: str) -> dict[str, float]:
-    """{correct, format, reward}: reward = 1 only for a formatted and correct response, else 0."""
-    formatted = float(is_formatted(response))
-    correct = float(is_correct(response, reference))
+def correctness_reward_parts(response: str, reference: str, rule: str = "last_boxed") -> dict[str, float]:
+    """{correct, format, reward}: reward = 1 only for a formatted and correct response, else 0.
+
+    `rule` picks the answer graded (`grading.ANSWER_RULES`: the last \\boxed{}, or the seeds' first one after
+    the answer cue)."""
+    formatted, text = float(is_formatted(response)), graded_text(response, rule)
+    correct = float(text is not None and is_correct(text, reference))
     return {"correct": correct, "format": formatted, "reward": correct * formatted}
 
 
-def correctness_reward(response: str, reference: str) -> float:
-    """1.0 if the response is formatted and correct, else 0.0 (an unformatted response is not graded)."""
-    return float(is_formatted(response) and is_correct(response, reference))
+def correctness_reward(response: str, reference: str, rule: str = "last_boxed") -> float:
+    """1.0 if the response is formatted and correct under `rule`, else 0.0 (an unformatted one is not graded)."""
+    return float(all(grade(response, reference, rule)))
 
 
 def _completion_text(completion: Any) -> str:
@@ -86,6 +89,7 @@ def selfbudgeter_reward_parts(
     length_weight: float = 0.5,
     length_when_wrong: bool = True,
     underflow_share: float | None = None,
+    answer_rule: str = "last_boxed",
 ) -> dict[str, float]:
     """{correct, format, budget_penalty, length, reward}; SelfBudgeter phase-2 reward (SPEC §7).
 
@@ -99,6 +103,7 @@ def selfbudgeter_reward_parts(
     tracking of difficulty, LOG.md 2026-11-25).
     underflow_share=s makes the budget penalty two-sided: declaring below s * allowed_max also scores
     overflow_penalty (a candidate fix of the drift to the smallest budget; the paper's reward has no such bound).
+    `answer_rule` picks the answer graded (`grading.ANSWER_RULES`).
     """
     if not alpha > 0:
         raise ValueError(f"alpha={alpha!r} must be positive (the tolerance is alpha * declared budget).")
@@ -110,8 +115,8 @@ def selfbudgeter_reward_parts(
         raise ValueError(f"allowed_max={allowed_max!r} must be positive (math.inf when the warm start was wrong).")
     if declared is None:
         declared = parse_budget_tag(response)
-    formatted = is_formatted(response)
-    correct = float(formatted and is_correct(response, reference))  # bad format is not graded: it scores the penalty
+    formatted, correct = grade(response, reference, answer_rule)  # bad format is not graded: it scores the penalty
+    correct = float(correct)
     parts = {"correct": correct, "format": 0.0, "budget_penalty": 0.0, "length": 0.0, "reward": format_penalty}
     if declared is None or isinstance(declared, bool) or not declared > 0 or not formatted:
         return parts

@@ -24,7 +24,8 @@ from budgetlab.truncation import BUDGET_TAG, parse_budget_tag
 
 
 def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summary: int = 12,
-                  batch_size: int = 64, samples: int = 1, precision: str = "auto") -> list[dict]:
+                  batch_size: int = 64, samples: int = 1, precision: str = "auto",
+                  answer_rule: str = "last_boxed", prompt: str = "plain") -> list[dict]:
     """Warm-start answers per row: {id, level, correct, length (inf if never correct), thinking_ids, pass_rate}.
 
     `samples` = 1 answers greedily; k > 1 samples k answers and keeps the shortest correct one, so harder
@@ -39,12 +40,13 @@ def budget_labels(model, tok, rows: Sequence[dict], max_thinking: int, max_summa
     bf16 = use_bf16(precision, model)
     copy = generation_copy(model, dtype_name(bf16))  # budgetlab.inference; None for a 4-bit base
     rollout = HFRollout(copy.model if copy else model, tok, batch_size=batch_size, summary_bf16=bf16)
-    prompts = [encode_prompt(tok, r["question"]) for r in rows for _ in range(k)]
+    prompts = [encode_prompt(tok, r["question"], style=prompt) for r in rows for _ in range(k)]
     traces = rollout.rollout(prompts, [max_thinking], max_summary=max_summary, do_sample=k > 1)
     out = []
     for i, row in enumerate(rows):
         mine = traces[i * k:(i + 1) * k]
-        ok = [tr.closed and correctness_reward(tr.summaries[-1][0].text, row["answer"]) == 1.0 for tr in mine]
+        ok = [tr.closed and correctness_reward(tr.summaries[-1][0].text, row["answer"], answer_rule) == 1.0
+              for tr in mine]
         best = pick_label([tr.n_thinking for tr in mine], ok)
         out.append({"id": row["id"], "level": row.get("level", 0), "correct": best is not None,
                     "length": mine[best].n_thinking if best is not None else math.inf,
@@ -70,22 +72,22 @@ def allowed_lengths(labels: Sequence[dict]) -> dict[str, float]:
     return {lab["id"]: math.inf if lab["length"] is None else lab["length"] for lab in labels}
 
 
-def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict]) -> list[TrainSeq]:
+def budget_sft_examples(tok, rows: Sequence[dict], labels: Sequence[dict], prompt: str = "plain") -> list[TrainSeq]:
     """SFT examples `<budget>N</budget><think>` + own correct thinking + answer, one per correctly solved row."""
     by_id = {r["id"]: r for r in rows}
     return [sft_example(tok, by_id[lab["id"]]["question"], lab["thinking_ids"], by_id[lab["id"]]["answer"],
-                        budget=int(lab["length"]))
+                        budget=int(lab["length"]), style=prompt)
             for lab in labels if lab["correct"]]
 
 
 def budget_tag_prompts(tok, questions: Sequence[str], rollout, prefill: int | Sequence[int] | None = None,
-                       do_sample: bool = True) -> tuple[list[list[int]], list[tuple[int, int]]]:
+                       do_sample: bool = True, style: str = "plain") -> tuple[list[list[int]], list[tuple[int, int]]]:
     """SelfBudgeter's two-stage prompt: the model writes `<budget>N</budget>` (or N is pre-filled), then `<think>`.
 
     `prefill` is one N for every question or one per question (L1's targets). Returns the prompt ids and, per
     prompt, the [start, end) span of the tag: trained when the model wrote it.
     """
-    bases = [encode_prompt(tok, q, think=False) for q in questions]
+    bases = [encode_prompt(tok, q, think=False, style=style) for q in questions]
     if prefill is None:
         tags = rollout.sample_prefix(bases, max_new=8, stop="</budget>", do_sample=do_sample)
     else:
@@ -107,7 +109,8 @@ GATE = 0.75  # gated (GRPO-λ): budget terms only in groups whose correct rate r
 
 
 def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: float,
-                         length_when_wrong: bool = True, variant: str = "paper") -> tuple[torch.Tensor, dict]:
+                         length_when_wrong: bool = True, variant: str = "paper",
+                         answer_rule: str = "last_boxed") -> tuple[torch.Tensor, dict]:
     """r[N, G] from SelfBudgeter's reward parts (declared budget vs thinking length), plus mean parts to log.
 
     `variant` (SB_REWARDS): "paper" as in SPEC §7; "two_sided" also penalises declaring below UNDERFLOW_SHARE
@@ -126,7 +129,7 @@ def selfbudgeter_rewards(tok, traces, rows, generations, allowed: dict, alpha: f
             group.append(selfbudgeter_reward_parts(
                 tag + tr.summaries[-1][0].text, row["answer"], declared=parse_budget_tag(tag), length=tr.n_thinking,
                 allowed_max=allowed.get(row["id"], math.inf), alpha=alpha, length_when_wrong=length_when_wrong,
-                underflow_share=UNDERFLOW_SHARE if variant == "two_sided" else None))
+                underflow_share=UNDERFLOW_SHARE if variant == "two_sided" else None, answer_rule=answer_rule))
         gate_shut = variant == "gated" and sum(p["correct"] for p in group) / generations < GATE
         for k, parts in enumerate(group):
             if gate_shut and parts["format"]:  # a formatted answer in a hard group: plain correctness

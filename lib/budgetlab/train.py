@@ -24,9 +24,10 @@ from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_
 from budgetlab.models import trainable_state
 from budgetlab.precision import PRECISIONS, dtype_name, use_bf16
 from budgetlab.probe import probe, probe_rows
-from budgetlab.prompts import encode_prompt
+from budgetlab.prompts import PROMPT_STYLES, encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
+from budgetlab.grading import ANSWER_RULES
 from budgetlab.selfbudget import SB_REWARDS, budget_tag_prompts, selfbudgeter_rewards
 from budgetlab.synthetic import short_style_share
 from budgetlab.tracking import REPORT_TO, Tracker
@@ -61,6 +62,8 @@ class RLConfig:
     alpha_end: float = 0.1
     sb_length_when_wrong: bool = True  # SelfBudgeter: False pays the length-match term to correct answers only
     sb_reward: str = "paper"  # SelfBudgeter phase-2 reward: paper | two_sided | gated (selfbudget.SB_REWARDS)
+    answer_rule: str = "last_boxed"  # the answer graded: last_boxed | seeds (grading.ANSWER_RULES)
+    prompt: str = "plain"  # plain | chat: the project's prompt or the tokenizer's chat template (prompts.PROMPT_STYLES)
     l1_alpha: float | None = None  # L1 (LCPO-Max): reward per token under the target; None = 1 / largest budget
     all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
     micro_batch: int = 16
@@ -83,6 +86,8 @@ class RLConfig:
         prior_weights(self.prior, self.budgets)
         check_choice("brpo_mode", self.brpo_mode, ["brpo", "v1", "v2", "none"])
         check_choice("sb_reward", self.sb_reward, SB_REWARDS)
+        check_choice("answer_rule", self.answer_rule, ANSWER_RULES)
+        check_choice("prompt", self.prompt, PROMPT_STYLES)
         check_choice("normaliser", self.normaliser, NORMALISERS)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("report_to", self.report_to, REPORT_TO)
@@ -111,8 +116,8 @@ class RLConfig:
         return self
 
 
-def score(traces, rows, generations: int) -> torch.Tensor:
-    """r[N, G, S, A]: correctness reward of every summary; a shared summary is graded once."""
+def score(traces, rows, generations: int, rule: str = "last_boxed") -> torch.Tensor:
+    """r[N, G, S, A]: correctness reward of every summary under answer `rule`; a shared summary is graded once."""
     n, s, a = len(traces) // generations, len(traces[0].summaries), len(traces[0].summaries[0])
     r = torch.zeros((n, generations, s, a))
     for idx, tr in enumerate(traces):
@@ -121,7 +126,7 @@ def score(traces, rows, generations: int) -> torch.Tensor:
             for q in range(a):
                 sm = tr.summaries[j][q]
                 if id(sm) not in cache:
-                    cache[id(sm)] = correctness_reward(sm.text, rows[idx // generations]["answer"])
+                    cache[id(sm)] = correctness_reward(sm.text, rows[idx // generations]["answer"], rule)
                 r[idx // generations, idx % generations, j, q] = cache[id(sm)]
     return r
 
@@ -194,7 +199,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
         probes.append({"step": done, **probe(sampler.model if sampler else model, tok, fixed, cfg.budgets,
                                               cfg.max_summary, samples=cfg.probe_samples, temperature=cfg.temperature,
                                               seed=cfg.seed, budget_tag=budget_tag(cfg.method, cfg.budgets[-1]),
-                                              precision="bf16" if bf16 else "fp32")})
+                                              precision="bf16" if bf16 else "fp32", answer_rule=cfg.answer_rule,
+                                              prompt=cfg.prompt)})
         write_metrics(out_dir / "probe.csv", probes)
 
     def save(done: int) -> None:
@@ -218,24 +224,26 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             questions = [r["question"] for r in batch for _ in range(cfg.generations)]
             extra, logs = {}, {}
             if cfg.method == "selfbudgeter":  # the model writes its budget tag; the tag is trained
-                prompts, spans = budget_tag_prompts(tok, questions, rollout)
+                prompts, spans = budget_tag_prompts(tok, questions, rollout, style=cfg.prompt)
             elif cfg.method == "l1":  # a target per prompt, pre-filled as the tag; given, so never trained
                 extra["targets"] = l1_targets(cfg.budgets, len(batch), cfg.seed, step, rank)
                 prompts, _ = budget_tag_prompts(tok, questions, rollout,
-                                                prefill=[t for t in extra["targets"] for _ in range(cfg.generations)])
+                                                prefill=[t for t in extra["targets"] for _ in range(cfg.generations)],
+                                                style=cfg.prompt)
                 spans = None
             else:
-                prompts, spans = [encode_prompt(tok, q) for q in questions], None
+                prompts, spans = [encode_prompt(tok, q, style=cfg.prompt) for q in questions], None
             traces = rollout.rollout(prompts, budgets, n_summaries=cfg.summaries, max_summary=cfg.max_summary,
                                      trained_prefix=spans)
             t_sample = time.perf_counter() - t0
             # 2. score
-            rewards = score(traces, batch, cfg.generations)
+            rewards = score(traces, batch, cfg.generations, cfg.answer_rule)
             if cfg.method == "selfbudgeter":
                 alpha = alpha_schedule(step, cfg.steps, cfg.alpha_start, cfg.alpha_end)
                 extra["selfbudgeter_reward"], logs = selfbudgeter_rewards(tok, traces, batch, cfg.generations,
                                                                           allowed or {}, alpha,
-                                                                          cfg.sb_length_when_wrong, cfg.sb_reward)
+                                                                          cfg.sb_length_when_wrong, cfg.sb_reward,
+                                                                          cfg.answer_rule)
                 logs["alpha"] = alpha
             # 3. advantages -> training sequences
             out = method(Step(traces, rewards, budgets, markers, cfg, extra))
