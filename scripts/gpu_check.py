@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-QWEN_1_5B = dict(layers=28, hidden=1536, heads=12, kv_heads=2, intermediate=8960)  # the 1.5B distilled model's shape
+QWEN_1_5B = dict(layers=28, hidden=1536, heads=12, kv_heads=2, intermediate=8960,  # the 1.5B distilled model's shape
+                 max_positions=131072)
 
 
 def random_model_dir(dry_run: bool, out: Path) -> str:

@@ -130,7 +130,7 @@ def _tokenizer_dir() -> Path:
 
 def build_tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64, heads: int = 4,
                      intermediate: int = 128, vocab_size: int = 49152, special_ids: dict | None = None,
-                     arch: str = "llama", kv_heads: int | None = None):
+                     arch: str = "llama", kv_heads: int | None = None, max_positions: int = 4096):
     """A random LlamaForCausalLM (or Qwen2ForCausalLM, `arch="qwen2"`) from a config, same weights for the same
     seed; embeddings tied to lm_head; `kv_heads` < heads gives grouped-query attention as in Qwen2."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -140,7 +140,7 @@ def build_tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64, heads: in
         raise ValueError(f"arch={arch!r} is not accepted; use one of {sorted(archs)}.")
     kv_heads = heads if kv_heads is None else kv_heads
     for name, value in (("layers", layers), ("hidden", hidden), ("heads", heads), ("intermediate", intermediate),
-                        ("kv_heads", kv_heads)):
+                        ("kv_heads", kv_heads), ("max_positions", max_positions)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not accepted; use a positive integer.")
     if hidden % heads:
@@ -150,7 +150,7 @@ def build_tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64, heads: in
     config_cls, model_cls = archs[arch]
     config = config_cls(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                        max_position_embeddings=4096, tie_word_embeddings=True, **(special_ids or {}))
+                        max_position_embeddings=max_positions, tie_word_embeddings=True, **(special_ids or {}))
     with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG stream
         torch.manual_seed(seed)
         model = model_cls(config)
