@@ -9,6 +9,9 @@ summaries decoded in the precision `--precision` resolves to, as the evaluation 
 machine, budgetlab.precision). Also timed: the same curve with the other precision's summaries
 (`ratio_other_precision`), and rebuilding every summary prompt from scratch. Runs alternate; medians are
 reported; the last line is JSON with `ratio` = ours / plain, the CPU capability and the precision record.
+The ceiling, measured in the same run: a bare batched decode loop of the same model (bench_ceiling.py) writing
+the plain pass's tokens at the same batch; `plain_over_ceiling` and `ours_over_ceiling` are its seconds over
+theirs (1.0: as fast as this machine decodes that many tokens at that batch).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
 from budgetlab.prompts import encode_prompt  # noqa: E402
 from budgetlab.rollout import HFRollout, left_pad  # noqa: E402
 from budgetlab.synthetic import make_synthetic  # noqa: E402
+from bench_ceiling import bare_decode_tokens_per_s  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def plain_pass(model, tok, prompts, max_new: int) -> float:
@@ -81,11 +85,17 @@ def main(argv=None) -> int:
         times["scratch"].append(curve(model, tok, prompts, budgets, args.max_summary, False, bf16))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    new = args.max_thinking + args.max_summary  # the plain pass's conditions: the same fp32 model and batch
+    ceiling_s = len(prompts) * new / bare_decode_tokens_per_s(model, ids, mask, new)
+    print(f"ceiling: a bare decode loop writes the plain pass's tokens in {ceiling_s:.2f}s", flush=True)
     print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),
                       "scratch_s": round(med["scratch"], 3), "ratio": round(med["ours"] / med["plain"], 3),
                       "ratio_other_precision": round(med["ours_other"] / med["plain"], 3),
                       "other_precision": "fp32" if bf16 else "bf16",
-                      "ratio_scratch": round(med["scratch"] / med["plain"], 3), "budgets": budgets,
+                      "ratio_scratch": round(med["scratch"] / med["plain"], 3), "ceiling_s": round(ceiling_s, 3),
+                      "plain_over_ceiling": round(ceiling_s / med["plain"], 3),
+                      "ours_over_ceiling": round(ceiling_s / med["ours"], 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
                       "threads": args.threads, "cpu_capability": choice["cpu_capability"], "precision": choice}))
     return 0

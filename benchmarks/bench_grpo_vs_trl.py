@@ -9,7 +9,9 @@ Usage:
 Runs alternate (ours GRPO, ours GRPO with fp32 rollouts, TRL, ours BRPO; reversed every other round) so
 a noisy, shared machine slows all of them alike; each run loads a fresh model and skips `--warmup`
 steps. The last stdout line is one JSON object: ours_s_per_step, trl_s_per_step, ratio (ours / TRL),
-brpo_s_per_step, grpo_s_per_step, ratio_brpo_over_grpo, tokens per step and the configuration.
+brpo_s_per_step, grpo_s_per_step, ratio_brpo_over_grpo, tokens per step and the configuration. The ceiling,
+measured in the same run: a bare batched decode loop (bench_ceiling.py) of the base model in the run's
+precision at our step's batch; `sampling_over_ceiling` = our step's sampled tokens/s over the loop's.
 
 Equal settings (TRL 1.16's defaults differ, so every one is set explicitly; SPEC §12):
 - loss: TRL `loss_type="grpo"` = per-sequence token mean, then mean over sequences, which is our
@@ -175,6 +177,23 @@ def run_ours(args, rows, method: str, budgets: list[int], seed: int, lora_layers
             "score": stages.get("score", [])[keep], "update": stages.get("update", [])[keep],
             "gen_tokens": [m["gen_tokens"] for m in metrics][keep],
             "train_tokens": [m.get("train_tokens", 0) for m in metrics][keep]}
+
+
+def decode_ceiling(args, rows) -> float:
+    """Tokens/s of a bare batched decode loop: the base model in the run's precision, our step's batch and length."""
+    import torch
+    from bench_ceiling import bare_decode_tokens_per_s  # benchmarks/ is on sys.path when run as a script
+
+    from budgetlab.models import load_model
+    from budgetlab.prompts import encode_prompt
+    from budgetlab.rollout import left_pad
+
+    model, tok = load_model(args.model, device="cpu")  # in the generation copy's dtype, as our step samples
+    model = model.to(torch.bfloat16 if args.precision == "bf16" else torch.float32).eval()
+    prompts = [encode_prompt(tok, r["question"]) for r in rows[:args.prompts] for _ in range(args.generations)]
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    bare_decode_tokens_per_s(model, ids, mask, 4)  # warm-up
+    return bare_decode_tokens_per_s(model, ids, mask, args.max_tokens + args.summary_tokens)
 
 
 def profile_ours(args, rows, lora_layers: int) -> str:
@@ -356,12 +375,17 @@ def main(argv: list[str] | None = None) -> dict:
         print(profile_ours(args, rows, lora_layers))
 
     ours, ours32, trl_s, brpo = med("ours"), med("ours_fp32"), med("trl"), med("brpo")
+    ceiling = decode_ceiling(args, rows)
+    sampled = mean(x for r in runs["ours"] for x in r["gen_tokens"]) / mean(x for r in runs["ours"] for x in r["sample"])
+    print(f"sampling: ours {sampled:.0f} tokens/s, bare decode loop {ceiling:.0f} tokens/s", flush=True)
     result = {
         "ours_s_per_step": ours, "trl_s_per_step": trl_s,
         "ratio": ours / trl_s if ours and trl_s else None,
         "ours_fp32_rollout_s_per_step": ours32, "ratio_fp32_rollout": ours32 / trl_s if ours32 and trl_s else None,
         "brpo_s_per_step": brpo, "grpo_s_per_step": ours,
         "ratio_brpo_over_grpo": brpo / ours if brpo and ours else None,
+        "sampling_tokens_per_s": sampled, "decode_ceiling_tokens_per_s": ceiling,
+        "sampling_over_ceiling": sampled / ceiling,
         "ours_gen_tokens_per_step": mean(x for r in runs["ours"] for x in r["gen_tokens"]),
         "trl_gen_tokens_per_step": mean(x for r in runs["trl"] for x in r["gen_tokens"]) if runs["trl"] else None,
         "brpo_gen_tokens_per_step": mean(x for r in runs["brpo"] for x in r["gen_tokens"]),

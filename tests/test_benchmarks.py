@@ -45,10 +45,27 @@ def test_a_counted_training_step_holds_its_backward_too():
 
 
 def test_bench_table_lists_every_figure_with_its_goal_and_the_main_job_only_when_given():
-    trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3}
-    anytime = {"ratio": 1.4}
+    trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3, "sampling_over_ceiling": 0.7}
+    anytime = {"ratio": 1.4, "ours_over_ceiling": 0.5}
     ceiling = {"rollout_over_ceiling": 0.3, "sft_over_peak": 0.1, "rl_update_over_peak": 0.2}
     t = table.table(trl, anytime, ceiling, None)
-    assert list(t["measured"]) == [0.4, 1.3, 1.4, 0.3, 0.1, 0.2] and t["goal"].str.len().gt(0).all()
+    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.4, 0.5, 0.3, 0.1, 0.2]
+    beside = t["figure"].str.endswith("(ceiling)")  # a peer benchmark's own ceiling ratio, under its peer ratio
+    assert beside.sum() == 2 and t.loc[~beside, "goal"].str.len().gt(0).all()
     t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 90.0})
     assert list(t["measured"])[-2:] == [318.0, 90.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, keys", [
+    ("bench_anytime_eval.py", ["--problems", "2", "--rounds", "1", "--max-thinking", "4", "--budgets", "2",
+                               "--max-summary", "2"], ("ratio", "plain_over_ceiling", "ours_over_ceiling")),
+    ("bench_grpo_vs_trl.py", ["--steps", "1", "--rounds", "1", "--warmup", "0", "--no-trl", "--no-fp32",
+                              "--max-tokens", "4", "--summary-tokens", "2"],
+     ("ratio_brpo_over_grpo", "sampling_over_ceiling")),
+])
+def test_the_peer_benchmarks_print_their_ceiling_ratio_beside_the_peer_ratio(script, args, keys):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--model", "tiny", *args],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert all(r[k] is not None and r[k] > 0 for k in keys), {k: r.get(k) for k in keys}

@@ -1,0 +1,91 @@
+"""Where the time goes: torch profiler tables of one warm-start SFT step and one GRPO step, saved under docs/.
+
+    python benchmarks/profile_steps.py [--model default] [--precision auto] [--out docs/profile]
+
+The default profile's work, as `make run` does it: an SFT step on 16 testbed examples (LoRA r16 on the top 10
+layers, packed rows), and an RL step of GRPO (4 prompts x 4 traces, thinking to 64 tokens, summaries at the
+four training budgets, then the PPO update), each after one untimed warm-up step. The tables list operators
+by their own CPU time; the RL step's table is followed by the step's split into sampling and update, from
+the step's own metrics. One Markdown file per CPU capability and precision: `<out>/<capability>-<precision>.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from budgetlab.config import set_openmp_wait  # noqa: E402
+OPENMP = set_openmp_wait()  # before torch loads, as the main job does
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from budgetlab.models import load_model  # noqa: E402
+from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
+from budgetlab.prompts import sft_example  # noqa: E402
+from budgetlab.sft import SFTConfig, sft  # noqa: E402
+from budgetlab.synthetic import make_testbed  # noqa: E402
+from budgetlab.train import RLConfig, train_rl  # noqa: E402
+
+ROWS = 20  # operators per table
+
+
+def profiled(fn) -> tuple[float, str]:
+    """(wall seconds, operator table) of one call of fn under the torch profiler (CPU activity)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        fn()
+        wall = time.perf_counter() - t0
+    return wall, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=ROWS)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    ap.add_argument("--out", default="docs/profile")
+    ap.add_argument("--lora-layers", type=int, default=10, help="LoRA on the top k layers (the default profile's)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, tok = load_model(args.model, adapter="lora", lora_r=16, lora_layers=args.lora_layers)
+    choice = resolve(args.precision, model)
+    precision, cpu = choice["precision"], torch.backends.cpu.get_cpu_capability()
+    rows = make_testbed(64, seed=1)
+    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in rows[:16]]
+    sections = []
+    with tempfile.TemporaryDirectory() as d:
+        cfg = SFTConfig(steps=1, batch_size=16, lr=1e-6, precision=precision, checkpoint_every=10**6)
+        sft(model, tok, examples, cfg, f"{d}/warm", progress=False)  # warm-up: oneDNN's first-call work
+        wall, table = profiled(lambda: sft(model, tok, examples, cfg, f"{d}/sft", progress=False))
+        sections.append(("One warm-start SFT step (16 examples, packed)", wall, table, ""))
+        rl = RLConfig(method="grpo", steps=1, budgets=[16, 32, 48, 64], max_summary=12, precision=precision,
+                      checkpoint_every=10**6).validate()
+        train_rl(model, tok, rows, rl, f"{d}/rl_warm", progress=False)  # warm-up step
+        metrics = []
+        wall, table = profiled(lambda: metrics.extend(train_rl(model, tok, rows, rl, f"{d}/rl", progress=False)))
+        m = metrics[-1]
+        split = (f"The step's own metrics: {m['step_seconds']:.2f} s, of which sampling (rollout and grading) "
+                 f"{m['sample_seconds']:.2f} s; {m['gen_tokens']} tokens sampled.\n")
+        sections.append(("One GRPO step (4 prompts x 4 traces, 64 thinking tokens, summaries at 4 budgets)",
+                         wall, table, split))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{cpu.lower()}-{precision}.md"
+    lines = [f"# Profile: CPU capability {cpu}, precision {describe(choice)}, {args.threads} threads, {OPENMP}",
+             "", f"Made by `python benchmarks/profile_steps.py {' '.join(argv if argv is not None else sys.argv[1:])}` on "
+             f"{time.strftime('%Y-%m-%d')} (model {args.model}). Wall times include the profiler's own overhead.", ""]
+    for title, wall, table, note in sections:
+        lines += [f"## {title}: {wall:.2f} s under the profiler", "", note, "```", table, "```", ""]
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
