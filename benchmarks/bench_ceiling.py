@@ -120,24 +120,36 @@ def rollout_tokens_per_s(model, tok, prompts, new_tokens: int) -> float:
     return sum(t.n_thinking + len(t.summaries[-1][0].ids) for t in traces) / dt
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def training_args(description: str) -> argparse.ArgumentParser:
+    """The arguments this benchmark and profile_steps.py share: model, precision, LoRA layers, threads."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", default="default")
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     ap.add_argument("--lora-layers", type=int, default=10, help="LoRA on the top k layers (the default profile's)")
-    ap.add_argument("--rows", type=int, default=16, help="sequences per SFT step / RL update, prompts per rollout")
-    ap.add_argument("--steps", type=int, default=4, help="timed steps (median)")
-    ap.add_argument("--tokens", type=int, default=64, help="thinking tokens per rollout row")
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def training_setup(args, rows: int):
+    """(model with LoRA r16, tokenizer, precision choice, `rows` testbed SFT examples), seeded, on --threads."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, tok = load_model(args.model, adapter="lora", lora_r=16, lora_layers=args.lora_layers)
     choice = resolve(args.precision, model)
-    bf16, cpu = choice["precision"] == "bf16", torch.backends.cpu.get_cpu_capability()
     print(f"precision {describe(choice)}", flush=True)
+    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in make_testbed(rows, seed=1)]
+    return model, tok, choice, examples
+
+
+def main(argv=None) -> int:
+    ap = training_args(__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=16, help="sequences per SFT step / RL update, prompts per rollout")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps (median)")
+    ap.add_argument("--tokens", type=int, default=64, help="thinking tokens per rollout row")
+    args = ap.parse_args(argv)
+    model, tok, choice, examples = training_setup(args, args.rows)
+    bf16, cpu = choice["precision"] == "bf16", torch.backends.cpu.get_cpu_capability()
     rows = make_testbed(args.rows, seed=1)
-    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in rows]
     tokens = sum(len(e.ids) for e in examples)
     peak, per_shape = matmul_peak(linear_shapes(model), tokens, bf16)
     print(f"matmul peak {peak / 1e9:.1f} GFLOP/s at {tokens} tokens ({'bf16' if bf16 else 'fp32'}; cpu {cpu}); "

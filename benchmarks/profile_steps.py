@@ -11,7 +11,6 @@ the step's own metrics. One Markdown file per CPU capability and precision: `<ou
 
 from __future__ import annotations
 
-import argparse
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from budgetlab.config import set_openmp_wait  # noqa: E402
@@ -24,9 +23,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from budgetlab.models import load_model  # noqa: E402
-from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
-from budgetlab.prompts import sft_example  # noqa: E402
+from bench_ceiling import training_args, training_setup  # noqa: E402  (benchmarks/ is on sys.path as a script)
+from budgetlab.precision import describe  # noqa: E402
 from budgetlab.sft import SFTConfig, sft  # noqa: E402
 from budgetlab.synthetic import make_testbed  # noqa: E402
 from budgetlab.train import RLConfig, train_rl  # noqa: E402
@@ -44,20 +42,12 @@ def profiled(fn) -> tuple[float, str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    ap = training_args(__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/profile")
-    ap.add_argument("--lora-layers", type=int, default=10, help="LoRA on the top k layers (the default profile's)")
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model, tok = load_model(args.model, adapter="lora", lora_r=16, lora_layers=args.lora_layers)
-    choice = resolve(args.precision, model)
+    model, tok, choice, examples = training_setup(args, 16)
     precision, cpu = choice["precision"], torch.backends.cpu.get_cpu_capability()
     rows = make_testbed(64, seed=1)
-    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in rows[:16]]
     sections = []
     with tempfile.TemporaryDirectory() as d:
         cfg = SFTConfig(steps=1, batch_size=16, lr=1e-6, precision=precision, checkpoint_every=10**6)

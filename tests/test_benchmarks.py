@@ -69,3 +69,16 @@ def test_the_peer_benchmarks_print_their_ceiling_ratio_beside_the_peer_ratio(scr
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
     r = json.loads(out.strip().splitlines()[-1])
     assert all(r[k] is not None and r[k] > 0 for k in keys), {k: r.get(k) for k in keys}
+
+
+@pytest.mark.slow
+def test_the_profile_script_writes_an_sft_and_a_grpo_table_named_by_cpu_and_precision(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_steps.py"), "--model", "tiny",
+                    "--lora-layers", "2", "--precision", "fp32", "--out", str(tmp_path)],
+                   capture_output=True, text=True, check=True, cwd=ROOT)
+    import torch
+
+    page = tmp_path / f"{torch.backends.cpu.get_cpu_capability().lower()}-fp32.md"
+    text = page.read_text()
+    assert "CPU capability" in text and ("OMP_WAIT_POLICY=" in text or "GOMP_SPINCOUNT=" in text)
+    assert text.count("Self CPU %") == 2 and "One GRPO step" in text and "sampling (rollout and grading)" in text
