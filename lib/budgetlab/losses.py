@@ -97,11 +97,14 @@ def pack_examples(seqs: Sequence[TrainSeq], width: int) -> list[TrainSeq]:
         raise ValueError("pack_examples got an already packed sequence; pack plain sequences once.")
     width = max([width] + [len(s.ids) for s in seqs])
     rows: list[list[TrainSeq]] = []
+    used: list[int] = []  # tokens in each row so far
     for s in sorted(seqs, key=lambda s: -len(s.ids)):
-        row = next((r for r in rows if sum(len(x.ids) for x in r) + len(s.ids) <= width), None)
-        if row is None:
-            rows.append(row := [])
-        row.append(s)
+        k = next((k for k, n in enumerate(used) if n + len(s.ids) <= width), len(rows))
+        if k == len(rows):
+            rows.append([])
+            used.append(0)
+        rows[k].append(s)
+        used[k] += len(s.ids)
     packed = []
     for row in rows:
         ids, adv, mask, segment, position = [], [], [], [], []

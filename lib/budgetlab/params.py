@@ -105,11 +105,11 @@ def validate_params(p: dict) -> None:
     """Cheap checks of everything a stage would otherwise discover late, naming the key the user typed."""
     from budgetlab.budgets import prior_weights, validate_budgets
     from budgetlab.data import check_data_params
+    from budgetlab.grading import ANSWER_RULES
     from budgetlab.loaders import SOURCES, looks_like_hub_id
     from budgetlab.losses import NORMALISERS
     from budgetlab.methods import METHODS
     from budgetlab.precision import PRECISIONS
-    from budgetlab.grading import ANSWER_RULES
     from budgetlab.prompts import PROMPT_STYLES
     from budgetlab.selfbudget import SB_REWARDS
     from budgetlab.tracking import REPORT_TO

@@ -17,6 +17,7 @@ import torch
 from budgetlab.budgets import prior_weights, validate_budgets
 from budgetlab.checkpoint import checkpoint_state, resume_checkpoint, save_checkpoint, write_metrics
 from budgetlab.config import check_choice, check_range
+from budgetlab.grading import ANSWER_RULES
 from budgetlab.inference import generation_copy
 from budgetlab.loop import check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS
@@ -27,7 +28,6 @@ from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import PROMPT_STYLES, encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
 from budgetlab.rollout import HFRollout
-from budgetlab.grading import ANSWER_RULES
 from budgetlab.selfbudget import SB_REWARDS, budget_tag_prompts, selfbudgeter_rewards
 from budgetlab.synthetic import short_style_share
 from budgetlab.tracking import REPORT_TO, Tracker
