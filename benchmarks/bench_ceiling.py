@@ -6,7 +6,8 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
 - **SFT and RL update FLOP/s / matmul peak.** The work of one step is counted by `torch.utils.flop_counter`
   (every matmul of forward and backward, as the step really runs: LoRA on the top `--lora-layers` layers, the
   run's precision); the step is then timed `--steps` times (median). The peak is the best FLOP/s of
-  `torch.nn.functional.linear` over the model's own linear shapes, at the step's token count and precision.
+  `torch.nn.functional.linear` over the model's own linear shapes, at the step's token count, on input and weight already
+  in the step's precision (no cast timed).
   The SFT step is `budgetlab.sft` on `--rows` testbed examples (the default profile's warm start); the RL
   update is `budgetlab.update.update` (PPO-clip, one epoch) on the same sequences with ±1 advantages.
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
@@ -33,9 +34,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from budgetlab.inference import generation_copy  # noqa: E402
-from budgetlab.loop import autocast  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
-from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
+from budgetlab.precision import PRECISIONS, FrozenInBf16, describe, resolve  # noqa: E402
 from budgetlab.prompts import encode_prompt, sft_example  # noqa: E402
 from budgetlab.rollout import HFRollout, left_pad  # noqa: E402
 from budgetlab.sft import SFTConfig, sft  # noqa: E402
@@ -51,11 +51,13 @@ def linear_shapes(model) -> list[tuple[int, int]]:
 
 
 def matmul_peak(shapes, tokens: int, bf16: bool, repeats: int = 5) -> tuple[float, dict]:
-    """(best FLOP/s, {shape: FLOP/s}): F.linear on x[tokens, in] @ W[out, in]^T in the step's precision."""
+    """(best FLOP/s, {shape: FLOP/s}): F.linear on x[tokens, in] @ W[out, in]^T, both already in the step's
+    precision (no cast inside the timing: the bare matmul is the ceiling)."""
     per = {}
+    dtype = torch.bfloat16 if bf16 else torch.float32
     for k, n in shapes:
-        x, w = torch.randn(tokens, k), torch.randn(n, k)
-        with torch.no_grad(), autocast(bf16, torch.device("cpu")):
+        x, w = torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+        with torch.no_grad():
             F.linear(x, w)  # warm-up (and oneDNN's weight reorder)
             best = min(_timed(lambda: F.linear(x, w)) for _ in range(repeats))
         per[f"{k}x{n}"] = 2.0 * tokens * k * n / best
@@ -93,8 +95,14 @@ def update_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, f
     cfg = RLConfig(method="grpo", precision="bf16" if bf16 else "fp32", micro_batch=len(examples)).validate()
     seqs = [type(e)(e.ids, [(1.0 if i % 2 else -1.0) * a for a in e.adv], e.mask) for i, e in enumerate(examples)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    flops = counted_flops(lambda: update(model, opt, seqs, "ppo", cfg, tok.pad_token_id))
-    times = [_timed(lambda: update(model, opt, seqs, "ppo", cfg, tok.pad_token_id)) for _ in range(steps)]
+    frozen = FrozenInBf16(model, bf16)  # as train_rl holds the frozen base for its updates
+
+    def step():
+        with frozen.active():
+            update(model, opt, seqs, "ppo", cfg, tok.pad_token_id)
+
+    flops = counted_flops(step)
+    times = [_timed(step) for _ in range(steps)]
     return flops, statistics.median(times)
 
 

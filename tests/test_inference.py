@@ -28,6 +28,8 @@ def test_an_fp32_copy_computes_the_lora_model_exactly_and_follows_a_training_ste
     model = perturbed_lora()
     copy = MergedCopy(model, dtype="float32")
     assert not any(n for n, _ in copy.model.named_modules() if "lora" in n)  # a plain model, adapter merged
+    assert copy.model.lm_head.weight is copy.model.model.embed_tokens.weight  # tied like the source, though built
+    # without initialisation
     torch.testing.assert_close(logits(copy.model), logits(model), rtol=1e-4, atol=1e-4)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     model(input_ids=IDS, labels=IDS).loss.backward()

@@ -106,3 +106,80 @@ def test_a_bad_precision_parameter_stops_the_pipeline_before_any_work():
 
     with pytest.raises(ValueError, match=r"PRECISION='fp16' is not accepted"):
         load_params("smoke", {"PRECISION": "fp16"})
+
+
+def _loss_and_grads(model, t, frozen=None):
+    """The packed SFT loss of batch `t` under bf16 autocast and the trainable gradients, with `frozen` active."""
+    import contextlib
+
+    from budgetlab.losses import packed_sft_loss, token_logprobs
+
+    model.zero_grad(set_to_none=True)
+    with frozen.active() if frozen else contextlib.nullcontext():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"], position=t.get("position"))
+        loss = packed_sft_loss(logp, t["adv"])
+        loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_holding_the_frozen_base_in_bf16_gives_autocasts_loss_and_gradients_bit_for_bit():
+    from budgetlab.losses import collate, pack_examples
+    from budgetlab.models import load_model
+    from budgetlab.precision import FrozenInBf16
+    from budgetlab.prompts import sft_example
+    from budgetlab.synthetic import make_testbed
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny", adapter="lora", lora_r=4, lora_layers=1)  # layer 0 wholly frozen, head tied
+    model.train()
+    examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in make_testbed(6, seed=1)]
+    t = collate(pack_examples(examples, 256), tok.pad_token_id)
+    frozen = FrozenInBf16(model)
+    loss, grads = _loss_and_grads(model, t)
+    held_loss, held_grads = _loss_and_grads(model, t, frozen)
+    assert torch.equal(loss, held_loss)  # autocast casts to exactly the values held: the same bits
+    assert grads.keys() == held_grads.keys() and all(torch.equal(grads[n], held_grads[n]) for n in grads)
+    # 2 layers x 7 frozen base projections + the output head; every one is fp32 again outside, the tie restored
+    assert len(frozen.swaps) == 15
+    inner = model.get_base_model()
+    assert inner.lm_head.weight is inner.model.embed_tokens.weight
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with frozen.active():
+        assert inner.lm_head.weight.dtype == torch.bfloat16 and inner.model.embed_tokens.weight.dtype == torch.float32
+        assert inner.model.layers[1].mlp.up_proj.lora_A["default"].weight.dtype == torch.float32  # trained: as is
+    assert FrozenInBf16(model, enabled=False).swaps == []  # fp32 runs hold nothing
+
+
+def test_sft_and_the_rl_update_give_the_same_numbers_with_the_frozen_base_held_in_bf16(tmp_path, monkeypatch):
+    import budgetlab.sft as sft_module
+    from budgetlab.losses import TrainSeq
+    from budgetlab.models import load_model
+    from budgetlab.precision import FrozenInBf16
+    from budgetlab.prompts import sft_example
+    from budgetlab.sft import SFTConfig, sft
+    from budgetlab.synthetic import make_synthetic
+    from budgetlab.train import RLConfig
+    from budgetlab.update import update
+
+    rows = make_synthetic(8, levels=(1, 2), seed=0)
+    cfg = RLConfig(method="grpo", precision="bf16", lr=1e-2, epochs=2, micro_batch=3).validate()  # 2 epochs: old log-probs too
+
+    def run(tag, held):
+        torch.manual_seed(0)
+        model, tok = load_model("tiny", adapter="lora", lora_r=4, lora_layers=1)
+        examples = [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in rows]
+        losses = [r["loss"] for r in sft(model, tok, examples, SFTConfig(steps=3, batch_size=4, precision="bf16"),
+                                         tmp_path / tag, progress=False)]
+        seqs = [TrainSeq(e.ids, [(1.0 if i % 2 else -1.0) * a for a in e.adv], e.mask) for i, e in enumerate(examples)]
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        model.train()
+        with FrozenInBf16(model, enabled=held).active():  # as train_rl wraps its update
+            stats = update(model, opt, seqs, "ppo", cfg, tok.pad_token_id)
+        return losses, stats, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    held_losses, held_stats, held_weights = run("held", True)
+    monkeypatch.setattr(sft_module, "FrozenInBf16", lambda model, enabled=True: FrozenInBf16(model, enabled=False))
+    losses, stats, weights = run("plain", False)
+    assert losses == held_losses and stats == held_stats and stats["loss"] != 0
+    assert all(torch.equal(weights[n], held_weights[n]) for n in weights)

@@ -23,15 +23,13 @@ def test_sft_lowers_the_loss_on_a_fixed_batch(tmp_path):
 
 
 def test_the_precision_setting_reaches_the_training_autocast(tmp_path, monkeypatch):
-    import contextlib
-
     import budgetlab.sft as sft_module
 
-    seen = []
+    seen, real_autocast = [], sft_module.autocast
 
     def recording_autocast(enabled, device):
         seen.append(enabled)
-        return contextlib.nullcontext()
+        return real_autocast(enabled, device)
 
     monkeypatch.setattr(sft_module, "autocast", recording_autocast)
     model, tok = load_model("tiny", adapter="lora", lora_r=4)

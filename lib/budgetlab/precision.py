@@ -11,6 +11,7 @@ autocast, the dtype of the generation copy and the forced-summary decode.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -145,3 +146,38 @@ def describe(record: dict) -> str:
         why = "auto: linear {} bf16 {} ms, fp32 {} ms".format("x".join(map(str, record["shape"])), record["bf16_ms"],
                                                                record["fp32_ms"])
     return f"{record['precision']} ({why}; {record['device']} {record['cpu_capability']})"
+
+
+class FrozenInBf16:
+    """bf16 copies of a model's frozen `nn.Linear` weights (and biases), swapped in while `active()`.
+
+    Under bf16 autocast every linear casts its fp32 weight to bf16 on each call: for LoRA's frozen base that
+    cast is repeated on every forward, although the weight never changes (16.5% of a bf16 SFT step,
+    docs/profile/avx512-bf16.md). Holding the cast once, here, gives autocast bf16 weights to use as they
+    are. The results are the same bits, since autocast would cast to these very values; outside `active()`
+    the model holds its fp32 weights again (the generation copy merges its LoRA deltas into those). A tied
+    output head gets its own copy, so the embedding keeps its fp32 table. Costs half the frozen weights' fp32
+    memory; `enabled=False` (fp32 runs) holds nothing and swaps nothing."""
+
+    def __init__(self, model, enabled: bool = True):
+        self.swaps = []  # (module, {name: fp32 Parameter}, {name: bf16 Parameter})
+        for mod in model.modules() if enabled else ():
+            if type(mod) is not torch.nn.Linear or mod.weight.requires_grad or mod.weight.dtype != torch.float32:
+                continue
+            full = {n: p for n, p in (("weight", mod.weight), ("bias", mod.bias)) if p is not None}
+            low = {n: torch.nn.Parameter(p.detach().to(torch.bfloat16), requires_grad=False) for n, p in full.items()}
+            self.swaps.append((mod, full, low))
+
+    def _put(self, which: int) -> None:
+        for swap in self.swaps:
+            for name, p in swap[which].items():
+                setattr(swap[0], name, p)
+
+    @contextlib.contextmanager
+    def active(self):
+        """The bf16 copies in place for the duration (use only under bf16 autocast); the fp32 weights back after."""
+        self._put(2)
+        try:
+            yield
+        finally:
+            self._put(1)

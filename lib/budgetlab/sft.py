@@ -18,7 +18,7 @@ import torch
 from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metrics
 from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import TrainSeq, collate, pack_examples, packed_sft_loss, token_logprobs, weighted_sft_loss
-from budgetlab.precision import check_precision, use_bf16
+from budgetlab.precision import FrozenInBf16, check_precision, use_bf16
 from budgetlab.tracking import Tracker
 
 
@@ -45,6 +45,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
     tracker = Tracker(cfg.report_to, out_dir / "tensorboard")
     device = next(model.parameters()).device
     bf16 = use_bf16(cfg.precision, model)
+    frozen = FrozenInBf16(model, bf16)  # the frozen base cast to bf16 once for the run, not on every pass
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     rows, start = [], 0
     if resume:  # the newest checkpoint that loads; a truncated or foreign one is named and skipped
@@ -64,13 +65,15 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                 part = batch[mb:mb + cfg.micro_batch]
                 rows_in = pack_examples(part, cfg.pack_width) if cfg.pack_width else part
                 t = {k: v.to(device) for k, v in collate(rows_in, tok.pad_token_id).items()}
-                with autocast(bf16, device):
-                    logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"], position=t.get("position"))
-                if cfg.pack_width:
-                    loss = packed_sft_loss(logp, t["adv"]) / len(batch)
-                else:
-                    loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
-                loss.backward()
+                with frozen.active():
+                    with autocast(bf16, device):
+                        logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"],
+                                                 position=t.get("position"))
+                    if cfg.pack_width:
+                        loss = packed_sft_loss(logp, t["adv"]) / len(batch)
+                    else:
+                        loss = weighted_sft_loss(logp, t["mask"], t["weight"]) / len(batch)
+                    loss.backward()
                 total += float(loss.detach())
                 n_tok += sum(len(s.ids) for s in part)
             check_finite_loss(total, "SFT", step + 1, out_dir)

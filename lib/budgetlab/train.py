@@ -23,7 +23,7 @@ from budgetlab.loop import check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS
 from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_method
 from budgetlab.models import trainable_state
-from budgetlab.precision import PRECISIONS, dtype_name, use_bf16
+from budgetlab.precision import PRECISIONS, FrozenInBf16, dtype_name, use_bf16
 from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import PROMPT_STYLES, encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
@@ -189,6 +189,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
         probes = checkpoint_state(ck).get("probes", []) if ck else []
     bf16 = use_bf16(cfg.precision, model)
     sampler = generation_copy(model, dtype_name(bf16) if cfg.rollout_dtype == "auto" else cfg.rollout_dtype)
+    frozen = FrozenInBf16(model, bf16)  # the update's frozen base, cast to bf16 once for the whole run
     rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=bf16)
     fixed = probe_rows(rows, cfg.probe_size, cfg.seed) if cfg.probe_every and main else []
     tracker = Tracker(cfg.report_to if main else "none", out_dir / "tensorboard")
@@ -250,7 +251,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
             # 4. update
             consistent = False  # weights change before this step's metrics row exists
             model.train()
-            stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id, accelerator, reference)
+            with frozen.active():
+                stats = update(model, opt, out.seqs, out.loss, cfg, tok.pad_token_id, accelerator, reference)
             model.eval()
             check_finite_loss(stats["loss"], "RL", step + 1, out_dir)  # NaN: update skipped, nothing saved
             # 5. log
