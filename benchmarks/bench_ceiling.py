@@ -13,7 +13,9 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
   the generation copy's precision) writing `--tokens` tokens for `--rows` prompts. The ceiling: the same
   model's batched forward at the same batch, one token per row against the KV cache, in a bare loop (greedy
-  argmax, no `generate`), the most a decode step can do here.
+  argmax, no `generate`), the most a decode step can do here. The same loop at 2x and 4x the rows shows how
+  much a wider batch (more RL samples per step) would buy: a decode step reads every weight once, whatever
+  the batch.
 The CPU capability and the precision are printed beside every figure; the last line is JSON.
 """
 
@@ -179,6 +181,13 @@ def main(argv=None) -> int:
                 "rollout_over_ceiling": ours / ceiling})
     print(f"rollout {ours:.0f} tokens/s against a bare batched decode loop's {ceiling:.0f} at batch {len(prompts)}: "
           f"{ours / ceiling:.2f} (cpu {cpu})", flush=True)
+    by_rows = {args.rows: ceiling}  # a decode step reads every weight once whatever the batch: wider is cheaper
+    for n in (2 * args.rows, 4 * args.rows):
+        ids, mask = left_pad([encode_prompt(tok, r["question"]) for r in make_testbed(n, seed=1)], tok.pad_token_id)
+        by_rows[n] = statistics.median(bare_decode_tokens_per_s(gen, ids, mask, args.tokens) for _ in range(2))
+    out.update({"decode_ceiling_by_rows": by_rows, "decode_4x_rows_over_1x": by_rows[4 * args.rows] / ceiling})
+    print("bare decode tokens/s by batch: " + ", ".join(f"{n} rows {v:.0f}" for n, v in by_rows.items())
+          + f" (cpu {cpu})", flush=True)
     print(json.dumps(out))
     return 0
 

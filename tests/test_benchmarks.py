@@ -22,6 +22,7 @@ def test_ceiling_benchmark_counts_forward_and_backward_flops_and_reports_ratios_
     assert 0 < r["sft_over_peak"] and 0 < r["rl_update_over_peak"] and 0 < r["rollout_over_ceiling"]
     assert r["cpu_capability"] and r["precision"]["precision"] in ("fp32", "bf16")
     assert "of the matmul peak (cpu " in out and "bare batched decode loop" in out
+    assert list(r["decode_ceiling_by_rows"]) == ["2", "4", "8"] and min(r["decode_ceiling_by_rows"].values()) > 0
 
 
 @pytest.mark.slow
@@ -47,11 +48,12 @@ def test_a_counted_training_step_holds_its_backward_too():
 def test_bench_table_lists_every_figure_with_its_goal_and_the_main_job_only_when_given():
     trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3, "sampling_over_ceiling": 0.7}
     anytime = {"ratio": 1.4, "ours_over_ceiling": 0.5}
-    ceiling = {"rollout_over_ceiling": 0.3, "sft_over_peak": 0.1, "rl_update_over_peak": 0.2}
+    ceiling = {"rollout_over_ceiling": 0.3, "decode_4x_rows_over_1x": 2.5, "sft_over_peak": 0.1,
+               "rl_update_over_peak": 0.2}
     t = table.table(trl, anytime, ceiling, None)
-    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.4, 0.5, 0.3, 0.1, 0.2]
-    beside = t["figure"].str.endswith("(ceiling)")  # a peer benchmark's own ceiling ratio, under its peer ratio
-    assert beside.sum() == 2 and t.loc[~beside, "goal"].str.len().gt(0).all()
+    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.4, 0.5, 0.3, 2.5, 0.1, 0.2]
+    beside = t["figure"].str.endswith("(ceiling)")  # a ceiling ratio, under the figure it bounds
+    assert beside.sum() == 3 and t.loc[~beside, "goal"].str.len().gt(0).all()
     t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 90.0})
     assert list(t["measured"])[-2:] == [318.0, 90.0]
 
