@@ -6,8 +6,8 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
 - **SFT and RL update FLOP/s / matmul peak.** The work of one step is counted by `torch.utils.flop_counter`
   (every matmul of forward and backward, as the step really runs: LoRA on the top `--lora-layers` layers, the
   run's precision); the step is then timed `--steps` times (median). The peak is the best FLOP/s of
-  `torch.nn.functional.linear` over the model's own linear shapes, at the step's token count, on input and weight already
-  in the step's precision (no cast timed).
+  `torch.nn.functional.linear` over the model's own linear shapes, at the step's token count, on input and
+  weight already in the step's precision (no cast timed).
   The SFT step is `budgetlab.sft` on `--rows` testbed examples (the default profile's warm start); the RL
   update is `budgetlab.update.update` (PPO-clip, one epoch) on the same sequences with ±1 advantages.
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,

@@ -163,7 +163,8 @@ def test_sft_and_the_rl_update_give_the_same_numbers_with_the_frozen_base_held_i
     from budgetlab.update import update
 
     rows = make_synthetic(8, levels=(1, 2), seed=0)
-    cfg = RLConfig(method="grpo", precision="bf16", lr=1e-2, epochs=2, micro_batch=3).validate()  # 2 epochs: old log-probs too
+    # two epochs, so the old log-probs' pass runs too; micro-batches of 3 split the 8 sequences
+    cfg = RLConfig(method="grpo", precision="bf16", lr=1e-2, epochs=2, micro_batch=3).validate()
 
     def run(tag, held):
         torch.manual_seed(0)

@@ -152,8 +152,8 @@ class FrozenInBf16:
     """bf16 copies of a model's frozen `nn.Linear` weights (and biases), swapped in while `active()`.
 
     Under bf16 autocast every linear casts its fp32 weight to bf16 on each call: for LoRA's frozen base that
-    cast is repeated on every forward, although the weight never changes (16.5% of a bf16 SFT step,
-    docs/profile/avx512-bf16.md). Holding the cast once, here, gives autocast bf16 weights to use as they
+    cast is repeated on every forward, although the weight never changes (16.5% of a bf16 SFT step before
+    this class, LOG.md). Holding the cast once, here, gives autocast bf16 weights to use as they
     are. The results are the same bits, since autocast would cast to these very values; outside `active()`
     the model holds its fp32 weights again (the generation copy merges its LoRA deltas into those). A tied
     output head gets its own copy, so the embedding keeps its fp32 table. Costs half the frozen weights' fp32
