@@ -55,8 +55,8 @@ def table(trl: dict, anytime: dict, ceiling: dict, job: dict | None) -> pd.DataF
         ("8-budget anytime curve / one plain full-budget pass", anytime["ratio"], "≤ 1.25"),
         ("  bare decode of the plain pass's tokens / the curve (ceiling)", anytime.get("ours_over_ceiling"), ""),
         ("rollout tokens/s / bare batched decode tokens/s", ceiling["rollout_over_ceiling"], "≥ 0.6"),
-        ("  bare decode tokens/s at 4× the rows / at the rollout's rows (ceiling)", ceiling.get("decode_4x_rows_over_1x"),
-         ""),
+        ("  bare decode tokens/s at 4× the rows / at the rollout's rows (ceiling)",
+         ceiling.get("decode_4x_rows_over_1x"), ""),
         ("SFT step FLOP/s / matmul peak", ceiling["sft_over_peak"], "≥ 0.5"),
         ("RL update FLOP/s / matmul peak", ceiling["rl_update_over_peak"], "≥ 0.5"),
     ]
