@@ -8,7 +8,8 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
   run's precision); the step is then timed `--steps` times (median). The peak is the best FLOP/s of
   `torch.nn.functional.linear` over the model's own linear shapes, at the step's token count, on input and
   weight already in the step's precision (no cast timed).
-  The SFT step is `budgetlab.sft` on `--rows` testbed examples (the default profile's warm start); the RL
+  The SFT step is `budgetlab.sft` on `--rows` testbed examples (the default profile's warm start), every layer
+  run (`make run`'s steps skip the frozen bottom layers, `budgetlab.prefix`: less work, not a higher rate); the RL
   update is `budgetlab.update.update` (PPO-clip, one epoch) on the same sequences with ±1 advantages.
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
   the generation copy's precision) writing `--tokens` tokens for `--rows` prompts. The ceiling: the same
@@ -85,7 +86,7 @@ def sft_step_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int,
     precision = "bf16" if bf16 else "fp32"
     with tempfile.TemporaryDirectory() as d:
         cfg = SFTConfig(steps=1, batch_size=len(examples), micro_batch=len(examples), lr=1e-6, precision=precision,
-                        checkpoint_every=10**6)
+                        checkpoint_every=10**6, prefix_cache=False)
         flops = counted_flops(lambda: sft(model, tok, examples, cfg, d, progress=False))
         cfg.steps = steps + 1  # the first is a warm-up
         rows = sft(model, tok, examples, cfg, d + "/timed", progress=False)

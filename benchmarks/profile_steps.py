@@ -3,11 +3,12 @@
     python benchmarks/profile_steps.py [--model default] [--precision auto] [--out docs/profile]
 
 The default profile's work, as `make run` does it: four SFT steps (one `sft` call, so its one-time setup is
-spread as in a run) on 16 testbed examples each (LoRA r16 on the top 10 layers, packed rows), and an RL step
-of GRPO (4 prompts x 4 traces, thinking to 64 tokens, summaries at the four training budgets, then the PPO
-update), each after one untimed warm-up step. The tables list operators
-by their own CPU time; the RL step's table is followed by the step's split into sampling and update, from
-the step's own metrics. One Markdown file per CPU capability and precision: `<out>/<capability>-<precision>.md`.
+spread as in a run) on 16 testbed examples each (LoRA r16 on the top 10 layers, packed rows, the 20 frozen
+layers below run once per example: `budgetlab.prefix`), and an RL step of GRPO (4 prompts x 4 traces,
+thinking to 64 tokens, summaries at the four training budgets, then the PPO update), each after one untimed
+warm-up step. The tables list operators by their own CPU time; the RL step's table is followed by the step's
+split into sampling and update, from the step's own metrics. One Markdown file per CPU capability and
+precision: `<out>/<capability>-<precision>.md`.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from budgetlab.train import RLConfig, train_rl
 ROWS = make_synthetic(24, levels=(1, 2), seed=0)
 
 
-def tiny(r=4):
+def tiny(r=4, layers=None):
     torch.manual_seed(0)
-    return load_model("tiny", adapter="lora", lora_r=r)
+    return load_model("tiny", adapter="lora", lora_r=r, lora_layers=layers)
 
 
 def opt_for(model):
@@ -122,18 +122,19 @@ def test_checkpoints_load_weights_only_so_a_pickled_object_is_refused(tmp_path):
         load_checkpoint(ck, model)
 
 
-def test_an_interrupted_sft_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layers", [None, 1])  # LoRA on the top layer: the frozen prefix is cached
+def test_an_interrupted_sft_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, layers):
     examples_of = lambda tok: [sft_example(tok, r["question"], r["solution"], r["answer"]) for r in ROWS[:8]]
     cfg = SFTConfig(steps=6, batch_size=4, checkpoint_every=2, precision="fp32")
-    model, tok = tiny()
+    model, tok = tiny(layers=layers)
     full = sft(model, tok, examples_of(tok), cfg, tmp_path / "full", progress=False)
     want = trainable_state(model)
-    model, tok = tiny()  # killed during step 4: steps 1-3 ran, the last checkpoint is step 2
+    model, tok = tiny(layers=layers)  # killed during step 4: steps 1-3 ran, the last checkpoint is step 2
     monkeypatch.setattr(sft_mod, "progress_bar", lambda it, enabled, desc: [s for s in it if s < 3])
     sft(model, tok, examples_of(tok), cfg, tmp_path / "cut", progress=False)
     monkeypatch.undo()
     assert latest_checkpoint(tmp_path / "cut").name == "step_000002"
-    model, tok = tiny()
+    model, tok = tiny(layers=layers)
     resumed = sft(model, tok, examples_of(tok), cfg, tmp_path / "cut", progress=False, resume=True)
     assert [r["loss"] for r in resumed] == [r["loss"] for r in full]
     assert all(torch.equal(want[k], v) for k, v in trainable_state(model).items())

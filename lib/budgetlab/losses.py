@@ -85,30 +85,36 @@ def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq]) -> TrainSeq:
     return TrainSeq(ids, adv, mask, trunk.weight, segment, position)
 
 
+def pack_order(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Which sequences `pack_examples` puts in each row, in order: longest first, each into the first row with
+    room for it in max(width, longest) tokens (the sort is stable, so ties keep their order)."""
+    width = max([width] + list(lengths))
+    rows: list[list[int]] = []
+    used: list[int] = []  # tokens in each row so far
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        k = next((k for k, n in enumerate(used) if n + lengths[i] <= width), len(rows))
+        if k == len(rows):
+            rows.append([])
+            used.append(0)
+        rows[k].append(i)
+        used[k] += lengths[i]
+    return rows
+
+
 def pack_examples(seqs: Sequence[TrainSeq], width: int) -> list[TrainSeq]:
     """Whole plain sequences packed into rows of at most max(width, longest) tokens, with no padding inside.
 
-    Longest first, each into the first row with room. In a row, sequence k is segment k with position ids
+    Rows as `pack_order` gives them. In a row, sequence k is segment k with position ids
     from 0: it attends only to itself (`packed_attention`), so it is scored exactly as alone. `adv` becomes
     each trained token's share of its sequence's loss, weight / trained tokens, so -Σ adv · log p over the
     rows equals `weighted_sft_loss` over the unpacked sequences (the SFT step, LOG.md: ~20% less time than
     padding a batch of 16 testbed examples to its longest)."""
     if any(s.segment is not None for s in seqs):
         raise ValueError("pack_examples got an already packed sequence; pack plain sequences once.")
-    width = max([width] + [len(s.ids) for s in seqs])
-    rows: list[list[TrainSeq]] = []
-    used: list[int] = []  # tokens in each row so far
-    for s in sorted(seqs, key=lambda s: -len(s.ids)):
-        k = next((k for k, n in enumerate(used) if n + len(s.ids) <= width), len(rows))
-        if k == len(rows):
-            rows.append([])
-            used.append(0)
-        rows[k].append(s)
-        used[k] += len(s.ids)
     packed = []
-    for row in rows:
+    for row in pack_order([len(s.ids) for s in seqs], width):
         ids, adv, mask, segment, position = [], [], [], [], []
-        for k, s in enumerate(row):
+        for k, s in enumerate(seqs[i] for i in row):
             share = s.weight / max(1, s.n_trained)
             ids += s.ids
             adv += [share if m else 0.0 for m in s.mask]
@@ -167,7 +173,8 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
 
 def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entropy: bool = False,
                    position: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                   temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   temperature: float = 1.0, embeds: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(ids[:, t] | ids[:, <t]) as [B, L] (position 0 is 0), and optionally the per-token entropy.
 
     `attention` is the [B, L] padding mask, or a packed batch's [B, 1, L, L] mask with its `position` ids.
@@ -176,23 +183,26 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entro
     are scored (the prompt is read, never scored) and every other entry is 0. Models whose logits are a
     plain frozen head over the last hidden state go through `head_logprobs.chosen_logprobs` (no [B, L, V]
     tensor); any other model through its own logits. `temperature` scores softmax(logits / temperature), the
-    distribution a sampler at that temperature drew from (the RL learner must match its rollouts)."""
+    distribution a sampler at that temperature drew from (the RL learner must match its rollouts). `embeds`
+    ([B, L, hidden]) is the decoder's input in place of the ids' embeddings: a frozen prefix's states, with the
+    decoder cut to the layers above it (`budgetlab.prefix`)."""
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} must be positive.")
     scored = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.to(torch.bool, copy=True)
     scored[:, 0] = False  # nothing predicts the first token
     kwargs = {"position_ids": position} if position is not None else {}
+    kwargs.update({"input_ids": ids} if embeds is None else {"inputs_embeds": embeds})
     split = plain_head(model)
     if split is not None:
         decoder, weight = split
-        hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False, **kwargs).last_hidden_state
+        hidden = decoder(attention_mask=attention, use_cache=False, **kwargs).last_hidden_state
         hidden = hidden[:, :-1][scored[:, 1:]]
         if temperature != 1.0:  # the head is linear without bias: W h / T = W (h / T)
             hidden = hidden / temperature
         picked, picked_ent = chosen_logprobs(hidden, weight, ids[scored])
     else:  # any other head: full logits, from the one predicting the first column any row scores
         first = int(scored.any(0).nonzero()[0]) if scored.any() else 1
-        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=ids.shape[1] - first + 1,
+        logits = model(attention_mask=attention, logits_to_keep=ids.shape[1] - first + 1,
                        use_cache=False, **kwargs).logits[:, :-1].float()
         keep = scored[:, first:]
         logits, targets = logits[keep], ids[:, first:][keep]

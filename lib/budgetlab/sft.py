@@ -2,11 +2,13 @@
 
 Notebook 01 uses it for the common warm start every RL method begins from and for SelfBudgeter's phase 1.
 Each step seeds its batch from (seed, step), so a run resumed from a checkpoint draws what the uninterrupted
-run would have.
+run would have. When LoRA leaves the bottom layers frozen, each example's state after them is computed once
+(`budgetlab.prefix`) and every step runs only the layers above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,11 @@ import torch
 
 from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metrics
 from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
-from budgetlab.losses import TrainSeq, collate, pack_examples, packed_sft_loss, token_logprobs, weighted_sft_loss
+from budgetlab.head_logprobs import plain_head
+from budgetlab.losses import (TrainSeq, collate, pack_examples, pack_order, packed_sft_loss, token_logprobs,
+                              weighted_sft_loss)
 from budgetlab.precision import FrozenInBf16, check_precision, use_bf16
+from budgetlab.prefix import frozen_depth, layer_range, prefix_states, rows_of_states, worth_caching
 from budgetlab.tracking import Tracker
 
 
@@ -33,6 +38,7 @@ class SFTConfig:
     report_to: str = "none"  # none | tensorboard: every step's row also to out_dir/tensorboard (budgetlab.tracking)
     seed: int = 0
     checkpoint_every: int = 20
+    prefix_cache: bool = True  # the frozen bottom layers once per example (budgetlab.prefix), where worth it
 
 
 def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str | Path, *, resume: bool = False,
@@ -45,19 +51,26 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
     tracker = Tracker(cfg.report_to, out_dir / "tensorboard")
     device = next(model.parameters()).device
     bf16 = use_bf16(cfg.precision, model)
-    frozen = FrozenInBf16(model, bf16)  # the frozen base cast to bf16 once for the run, not on every pass
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     rows, start = [], 0
     if resume:  # the newest checkpoint that loads; a truncated or foreign one is named and skipped
         start, rows, _ = resume_checkpoint(out_dir, model, opt)
+    # the frozen base cast to bf16 once for the run, not on every pass
+    frozen = FrozenInBf16(model, bf16 and start < cfg.steps)
+    depth, states = frozen_depth(model) if cfg.prefix_cache else 0, None
+    if depth and start < cfg.steps and worth_caching(cfg.steps * min(cfg.batch_size, len(examples)),
+                                                     [len(s.ids) for s in examples],
+                                                     model.get_input_embeddings().embedding_dim):
+        with frozen.active(), autocast(bf16, device):  # the same values whatever step the run starts from
+            states = prefix_states(model, examples, depth, tok.pad_token_id, cfg.pack_width or 256, cfg.micro_batch)
     model.train()
     consistent = True
     try:
         for step in progress_bar(range(start, cfg.steps), progress, "sft"):
             t0 = time.perf_counter()
             rng = np.random.default_rng(step_seed(cfg.seed, step))
-            batch = [examples[i] for i in rng.choice(len(examples), size=min(cfg.batch_size, len(examples)),
-                                                     replace=False)]
+            drawn = rng.choice(len(examples), size=min(cfg.batch_size, len(examples)), replace=False)
+            batch = [examples[i] for i in drawn]
             opt.zero_grad(set_to_none=True)
             consistent = False
             total, n_tok = 0.0, 0
@@ -65,10 +78,16 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                 part = batch[mb:mb + cfg.micro_batch]
                 rows_in = pack_examples(part, cfg.pack_width) if cfg.pack_width else part
                 t = {k: v.to(device) for k, v in collate(rows_in, tok.pad_token_id).items()}
+                embeds, above = None, contextlib.nullcontext()
+                if states is not None:  # the rows' states after the frozen layers, and the decoder above them
+                    order = (pack_order([len(s.ids) for s in part], cfg.pack_width) if cfg.pack_width
+                             else [[i] for i in range(len(part))])
+                    mine = [states[i] for i in drawn[mb:mb + cfg.micro_batch]]
+                    embeds, above = rows_of_states(mine, order).to(device), layer_range(plain_head(model)[0], depth)
                 with frozen.active():
-                    with autocast(bf16, device):
+                    with autocast(bf16, device), above:
                         logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"],
-                                                 position=t.get("position"))
+                                                 position=t.get("position"), embeds=embeds)
                     if cfg.pack_width:
                         loss = packed_sft_loss(logp, t["adv"]) / len(batch)
                     else:
