@@ -4,6 +4,8 @@ it is used, and an interrupted SFT resumes to exactly the weights of an uninterr
 
 import errno
 import os
+import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -81,6 +83,24 @@ def test_a_full_disk_during_a_checkpoint_leaves_the_previous_one_loadable(tmp_pa
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000002"]  # no half folder
     assert load_checkpoint(tmp_path / "checkpoints" / "step_000002", model, opt) == (2, [{"step": 1}, {"step": 2}])
+
+
+def test_a_full_disk_that_torch_reports_as_a_runtime_error_is_named_as_one(tmp_path, monkeypatch):
+    # what torch.save raised when the disk filled during a study on 2026-12-01: a RuntimeError, not an OSError
+    model, _ = tiny()
+    opt = opt_for(model)
+    save_checkpoint(tmp_path, model, opt, 2, [])
+
+    def full(*args, **kw):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3069184 vs 3069076")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=9 << 20))
+    with pytest.raises(OSError, match="checkpoint of step 4 could not be written .*No space left on device: 9 MB "
+                                      "free.*unexpected pos.*step_000002 is kept for a resume"):
+        save_checkpoint(tmp_path, model, opt, 4, [])
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000002"]
 
 
 def test_a_kill_mid_write_leaves_a_hidden_folder_that_resume_ignores(tmp_path):

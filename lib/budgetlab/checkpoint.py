@@ -7,8 +7,10 @@ kill at any moment leaves either the previous checkpoint or the new one, never h
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -33,8 +35,8 @@ def save_checkpoint(out_dir: str | Path, model, opt, step: int, rows: list[dict]
     root.mkdir(parents=True, exist_ok=True)
 
     def build(tmp: Path) -> None:
-        torch.save({k: v.cpu() for k, v in trainable_state(model).items()}, tmp / "trainable.pt")
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        save_tensors({k: v.cpu() for k, v in trainable_state(model).items()}, tmp / "trainable.pt")
+        save_tensors(opt.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "rows": rows, **(extra or {})}, default=str))
 
     try:
@@ -46,6 +48,20 @@ def save_checkpoint(out_dir: str | Path, model, opt, step: int, rows: list[dict]
     for old in sorted(root.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_tensors(obj, path: Path) -> None:
+    """`torch.save`, failing as OSError: torch's zip writer reports a failed write, a full disk among them, as a
+    RuntimeError ("unexpected pos 3069184 vs 3069076" on a full disk, 2026-12-01), so the free space is named."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        free = shutil.disk_usage(path.parent).free
+        code = errno.ENOSPC if free < LOW_DISK else errno.EIO
+        raise OSError(code, f"{os.strerror(code)}: {free >> 20} MB free, torch.save said {str(e)[:100]!r}") from e
+
+
+LOW_DISK = 64 << 20  # bytes free below which a failed write is called a full disk
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
