@@ -30,7 +30,10 @@ def examples_of(tok):
 def test_the_depth_is_the_count_of_layers_below_the_lowest_trainable_one():
     assert frozen_depth(tiny(layers=1)[0]) == 1  # the tiny model has 2 layers; LoRA on the top one
     assert frozen_depth(tiny(layers=None)[0]) == 0
-    assert frozen_depth(tiny(adapter="none", layers=None)[0]) == 0  # full fine-tuning trains the embeddings
+    full = tiny(adapter="none", layers=None)[0]
+    assert frozen_depth(full) == 0  # full fine-tuning trains the embeddings
+    full.requires_grad_(False)
+    assert frozen_depth(full) == 0  # no layer trains: nothing runs above a prefix
 
 
 def test_the_layers_above_the_prefix_give_the_plain_loss_and_gradients():

@@ -20,6 +20,8 @@ import torch
 from budgetlab.config import atomic_dir, atomic_write_text
 from budgetlab.models import trainable_state
 
+LOW_DISK = 64 << 20  # bytes free below which a failed write is called a full disk
+
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be restored into this model: truncated, foreign or incomplete."""
@@ -59,9 +61,6 @@ def save_tensors(obj, path: Path) -> None:
         free = shutil.disk_usage(path.parent).free
         code = errno.ENOSPC if free < LOW_DISK else errno.EIO
         raise OSError(code, f"{os.strerror(code)}: {free >> 20} MB free, torch.save said {str(e)[:100]!r}") from e
-
-
-LOW_DISK = 64 << 20  # bytes free below which a failed write is called a full disk
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:

@@ -27,8 +27,8 @@ CACHE_BYTES = 2 << 30  # the most memory the states of one SFT run may take (fp3
 def frozen_depth(model) -> int:
     """How many leading decoder layers hold no trainable weight; 0 when nothing can be skipped.
 
-    Nothing can when the embeddings train, or the model is not a plain-head decoder (`head_logprobs.plain_head`)
-    with `layers` and `norm`."""
+    Nothing can when the embeddings train, no layer trains, or the model is not a plain-head decoder
+    (`head_logprobs.plain_head`) with `layers` and `norm`."""
     split = plain_head(model)
     if split is None:
         return 0
@@ -37,7 +37,7 @@ def frozen_depth(model) -> int:
     if layers is None or getattr(decoder, "norm", None) is None or any(p.requires_grad for p in embed.parameters()):
         return 0
     trains = [any(p.requires_grad for p in layer.parameters()) for layer in layers]
-    return trains.index(True) if True in trains else len(layers)
+    return trains.index(True) if True in trains else 0  # no layer trains: nothing above the prefix to run
 
 
 def worth_caching(draws: int, lengths: Sequence[int], hidden: int, limit: int = CACHE_BYTES) -> bool:
