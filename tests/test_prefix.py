@@ -7,6 +7,7 @@ loss on the default model, LOG.md)."""
 import pytest
 import torch
 
+from budgetlab.gguf_tokenizer import find_r1_gguf
 from budgetlab.head_logprobs import plain_head
 from budgetlab.losses import collate, pack_examples, packed_sft_loss, token_logprobs
 from budgetlab.models import load_model, trainable_state
@@ -16,11 +17,16 @@ from budgetlab.sft import SFTConfig, sft
 from budgetlab.synthetic import make_synthetic
 
 ROWS = make_synthetic(12, levels=(1, 2), seed=0)
+try:
+    find_r1_gguf()
+    QWEN = pytest.param("tiny-qwen")  # a Qwen2 decoder with the R1-Distill tokenizer
+except FileNotFoundError as err:
+    QWEN = pytest.param("tiny-qwen", marks=pytest.mark.skip(reason=str(err)))
 
 
-def tiny(adapter="lora", layers=1):
+def tiny(adapter="lora", layers=1, name="tiny"):
     torch.manual_seed(0)
-    return load_model("tiny", adapter=adapter, lora_r=4, lora_layers=layers)
+    return load_model(name, adapter=adapter, lora_r=4, lora_layers=layers)
 
 
 def examples_of(tok):
@@ -36,8 +42,9 @@ def test_the_depth_is_the_count_of_layers_below_the_lowest_trainable_one():
     assert frozen_depth(full) == 0  # no layer trains: nothing runs above a prefix
 
 
-def test_the_layers_above_the_prefix_give_the_plain_loss_and_gradients():
-    model, tok = tiny()
+@pytest.mark.parametrize("name", ["tiny", QWEN])
+def test_the_layers_above_the_prefix_give_the_plain_loss_and_gradients(name):
+    model, tok = tiny(name=name)
     decoder = plain_head(model)[0]
     t = collate(pack_examples(examples_of(tok)[:6], 128), tok.pad_token_id)
 
