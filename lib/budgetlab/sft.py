@@ -63,6 +63,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                                                      model.get_input_embeddings().embedding_dim):
         with frozen.active(), autocast(bf16, device):  # the same values whatever step the run starts from
             states = prefix_states(model, examples, depth, tok.pad_token_id, cfg.pack_width or 256, cfg.micro_batch)
+    decoder = plain_head(model)[0] if states is not None else None  # run above the prefix on every micro-batch
     model.train()
     consistent = True
     try:
@@ -83,7 +84,7 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                     order = (pack_order([len(s.ids) for s in part], cfg.pack_width) if cfg.pack_width
                              else [[i] for i in range(len(part))])
                     mine = [states[i] for i in drawn[mb:mb + cfg.micro_batch]]
-                    embeds, above = rows_of_states(mine, order).to(device), layer_range(plain_head(model)[0], depth)
+                    embeds, above = rows_of_states(mine, order).to(device), layer_range(decoder, depth)
                 with frozen.active():
                     with autocast(bf16, device), above:
                         logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"],
