@@ -5,7 +5,8 @@
 Each benchmark's last stdout line is JSON (benchmarks/README.md); this collects them into the speed issue's
 table: each figure with its peer or ceiling, measured in the same run of that benchmark, and the goal.
 `--run-dir` adds the main job's figures from a finished run (its `01_budget_sft` stage time and RL samples
-trained per minute, their mean and each method's). `--quick` shrinks every benchmark to a smoke size (for checking the table, not for numbers).
+trained per minute, their mean and each method's). `--quick` shrinks every benchmark to a smoke size (for
+checking the table, not for numbers).
 The CPU capability heads the table; the whole table is also written as JSON to `--out`.
 """
 
@@ -49,7 +50,8 @@ def main_job(run_dir: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     per_step = int(config["PROMPTS_PER_STEP"]) * int(config["GENERATIONS"])
-    rates = {m: len(pd.read_csv(run_dir / "rl" / m / "metrics.csv")) * per_step / (summary["stage_seconds"][f"02_rl_{m}"] / 60)
+    rates = {m: len(pd.read_csv(run_dir / "rl" / m / "metrics.csv")) * per_step
+             / (summary["stage_seconds"][f"02_rl_{m}"] / 60)
              for m in config["METHODS"] if (run_dir / "rl" / m / "metrics.csv").exists()}
     return {"sft_stage_s": summary["stage_seconds"]["01_budget_sft"],
             "rl_samples_per_min": sum(rates.values()) / len(rates), "rl_samples_per_min_by_method": rates}

@@ -56,7 +56,7 @@ def test_bench_table_lists_every_figure_with_its_goal_and_the_main_job_only_when
     assert beside.sum() == 3 and t.loc[~beside, "goal"].str.len().gt(0).all()
     t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 90.0})
     assert list(t["measured"])[-2:] == [318.0, 90.0]
-    by_method = {"grpo": 100.0, "ibpo": 80.0, "l1": 70.0}  # each method under the mean, l1 without an issue-time figure
+    by_method = {"grpo": 100.0, "ibpo": 80.0, "l1": 70.0}  # a row each after the mean; l1 has no issue-time figure
     t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 83.3,
                                             "rl_samples_per_min_by_method": by_method})
     assert list(t["measured"])[-3:] == [100.0, 80.0, 70.0]
