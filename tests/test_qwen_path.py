@@ -14,14 +14,7 @@ import contextlib
 import pytest
 import torch
 
-from budgetlab.gguf_tokenizer import find_r1_gguf
-
-try:
-    find_r1_gguf()
-    MISSING = ""
-except FileNotFoundError as err:  # the one-sentence reason, with the pip command
-    MISSING = str(err)
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+pytestmark = pytest.mark.usefixtures("r1_gguf")  # skipped, with the pip command, without the R1-Distill wheel
 
 # DeepSeek-R1-Distill-Qwen's ids (GGUF header; the same ids in deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B)
 EOS, BOS, PAD, THINK, END_THINK = 151643, 151646, 151654, 151648, 151649
