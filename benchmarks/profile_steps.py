@@ -5,7 +5,7 @@
 The default profile's work, as `make run` does it: four SFT steps (one `sft` call, so its one-time setup is
 spread as in a run) on 16 testbed examples each (LoRA r16 on the top 10 layers, packed rows, the 20 frozen
 layers below run once per example: `budgetlab.prefix`), and an RL step of GRPO (4 prompts x 4 traces,
-thinking to 64 tokens, summaries at the four training budgets, then the PPO update), each after one untimed
+thinking to 64 tokens, the largest budget's summary, which GRPO trains on, then the PPO update), each after one untimed
 warm-up step. The tables list operators by their own CPU time; the RL step's table is followed by the step's
 split into sampling and update, from the step's own metrics. One Markdown file per CPU capability and
 precision: `<out>/<capability>-<precision>.md`.
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         m = metrics[-1]
         split = (f"The step's own metrics: {m['step_seconds']:.2f} s, of which sampling (rollout and grading) "
                  f"{m['sample_seconds']:.2f} s; {m['gen_tokens']} tokens sampled.\n")
-        sections.append(("One GRPO step (4 prompts x 4 traces, 64 thinking tokens, summaries at 4 budgets)",
+        sections.append(("One GRPO step (4 prompts x 4 traces, 64 thinking tokens, the summary at 64)",
                          wall, table, split))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ def test_scientific_notation_is_a_number_although_yaml_1_1_reads_it_as_a_string(
     ({"PRIOR": "cosine"}, "cosine"),
     ({"QUOTA": 1.5}, "QUOTA=1.5"),
     ({"SB_LENGTH_WHEN_WRONG": "maybe"}, "SB_LENGTH_WHEN_WRONG='maybe'"),
+    ({"ALL_BUDGETS": "yes"}, "ALL_BUDGETS='yes' must be true or false"),
     ({"SB_PROBLEMS": 0}, "SB_PROBLEMS=0 labels no questions"),
     ({"EVAL_SAMPLES": 0}, "EVAL_SAMPLES=0 must be an integer >= 1"),
     ({"RL_STEPS": "two"}, "RL_STEPS='two' must be an integer"),

@@ -37,6 +37,17 @@ def test_cached_summaries_equal_summaries_from_rebuilt_prompts_under_greedy_deco
             assert a.summaries[j][0].text == b.summaries[j][0].text
 
 
+def test_the_largest_budget_alone_gives_the_same_thinking_and_summary_as_every_budget(tiny):
+    # RL decodes only the largest budget's summary unless BRPO or RLConfig.all_budgets needs the others
+    model, tok = tiny
+    prompts = [encode_prompt(tok, q) for q in QUESTIONS]
+    every = HFRollout(model, tok).rollout(prompts, [2, 5, 9], max_summary=6, do_sample=False)
+    last = HFRollout(model, tok).rollout(prompts, [9], max_summary=6, do_sample=False)
+    for a, b in zip(every, last):
+        assert a.thinking_ids == b.thinking_ids and a.closed == b.closed
+        assert a.summaries[-1][0].ids == b.summaries[0][0].ids and len(b.summaries) == 1
+
+
 def test_every_summary_sits_at_its_cut_point_and_shared_cuts_share_one_object(tiny):
     model, tok = tiny
     torch.manual_seed(0)

@@ -34,10 +34,19 @@ def test_every_method_takes_steps_and_logs_one_row_per_step(tmp_path, method):
     metrics = train_rl(model, tok, ROWS, rl_cfg(method, steps=2), tmp_path, progress=False)
     df = pd.read_csv(tmp_path / "metrics.csv")
     assert list(df["step"]) == [1, 2] and len(metrics) == 2
-    for col in ("reward", "acc_3", "acc_6", "thinking_len", "step_seconds", "tokens_per_s"):
+    for col in ("reward", "acc_6", "thinking_len", "step_seconds", "tokens_per_s"):
         assert col in df and df[col].notna().all(), col
+    # the smaller budget's summaries: BRPO trains on them; the others decode only the largest budget's by default
+    assert ("acc_3" in df) == (method == "brpo")
     if method != "ibpo":
         assert {"entropy", "clip_frac"} <= set(df.columns)
+
+
+def test_all_budgets_decodes_and_logs_every_budget_for_any_method(tmp_path):
+    model, tok = tiny()
+    train_rl(model, tok, ROWS, rl_cfg("grpo", steps=1, all_budgets=True), tmp_path, progress=False)
+    df = pd.read_csv(tmp_path / "metrics.csv")
+    assert df[["acc_3", "acc_6"]].notna().all().all()
 
 
 def test_selfbudgeter_logs_its_reward_parts_and_alpha(tmp_path):

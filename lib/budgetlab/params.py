@@ -81,7 +81,7 @@ OPTIONAL_KEYS = {"PRECISION", "SEED", "DATA_PATH", "PRIOR", "QUOTA", "ALPHA_STAR
                  "SFT_LR", "PROFILE", "SC_SAMPLES", "PREFILL_POINTS", "REAL_DATA", "REAL_TASK", "REAL_N",
                  "CHECKPOINT_EVERY", "SB_SAMPLES", "SB_LENGTH_WHEN_WRONG", "PROBE_EVERY", "PROBE_SIZE", "PROBE_SAMPLES",
                  "TEMPERATURE", "L1_ALPHA", "SB_REWARD", "SEEDS", "REPORT_TO", "EVAL_SETS", "DATA_SPLIT",
-                 "ANSWER_RULE", "PROMPT"}
+                 "ANSWER_RULE", "PROMPT", "ALL_BUDGETS"}
 
 
 # integer parameters and the least value each accepts (0 means "off" or "none" where it is accepted)
@@ -162,8 +162,9 @@ def validate_params(p: dict) -> None:
     if "selfbudgeter" in methods and p.get("SB_PROBLEMS", 1) == 0:  # an integer >= 0 by now
         raise ValueError(f"SB_PROBLEMS={p['SB_PROBLEMS']!r} labels no questions, but METHODS includes 'selfbudgeter', "
                          "whose phase 2 needs those labels; set SB_PROBLEMS >= 1 or drop selfbudgeter.")
-    if not isinstance(p.get("SB_LENGTH_WHEN_WRONG", True), bool):
-        raise ValueError(f"SB_LENGTH_WHEN_WRONG={p['SB_LENGTH_WHEN_WRONG']!r} must be true or false.")
+    for flag in ("SB_LENGTH_WHEN_WRONG", "ALL_BUDGETS"):
+        if flag in p and not isinstance(p[flag], bool):
+            raise ValueError(f"{flag}={p[flag]!r} must be true or false.")
     seeds = p.get("SEEDS")
     if seeds is not None and not (isinstance(seeds, list) and len(seeds) >= 2 and all(_is_int(s) and s >= 0 for s in seeds)
                                   and len(set(seeds)) == len(seeds)):

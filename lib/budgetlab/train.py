@@ -65,7 +65,9 @@ class RLConfig:
     answer_rule: str = "last_boxed"  # the answer graded: last_boxed | seeds (grading.ANSWER_RULES)
     prompt: str = "plain"  # plain | chat: the project's prompt or the tokenizer's chat template (prompts.PROMPT_STYLES)
     l1_alpha: float | None = None  # L1 (LCPO-Max): reward per token under the target; None = 1 / largest budget
-    all_budgets: bool = True  # summaries at every budget for logging (BRPO always needs them)
+    # Summaries at every budget, logged as acc_<b>. Only BRPO trains on them (it always gets them); every other
+    # method trains on the largest budget's, so by default only that one is decoded: ~11% of a step's sampling.
+    all_budgets: bool = False
     micro_batch: int = 16
     precision: str = "auto"  # auto | fp32 | bf16 (budgetlab.precision): the update's autocast, the summary decode
     # Sample with a merged copy of the policy in this dtype, synced before every step (budgetlab.inference);
