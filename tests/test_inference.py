@@ -58,3 +58,54 @@ def test_bad_dtype_and_quantised_models_fail_with_one_sentence():
     qlora, _ = load_model("tiny", adapter="qlora", lora_r=4)
     with pytest.raises(ValueError, match="4-bit"):
         MergedCopy(qlora)
+
+
+onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+
+
+@onednn
+def test_an_fp32_copy_on_packed_onednn_weights_computes_the_plain_copy_and_follows_a_training_step():
+    from budgetlab.inference import PackedLinear
+
+    model = perturbed_lora()
+    plain, packed = MergedCopy(model, dtype="float32", kernel="default"), MergedCopy(model, dtype="float32",
+                                                                                     kernel="onednn")
+    assert (plain.kernel, packed.kernel) == ("default", "onednn")
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain.model.modules())
+    assert sum(isinstance(m, PackedLinear) for m in packed.model.modules()) == n_linear  # output head included
+    torch.testing.assert_close(logits(packed.model), logits(plain.model), rtol=1e-5, atol=1e-5)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model(input_ids=IDS, labels=IDS).loss.backward()
+    opt.step()
+    packed.sync()  # the merged weights change: their packed copies must follow
+    torch.testing.assert_close(logits(packed.model), logits(model), rtol=1e-4, atol=1e-4)
+    full, _ = load_model("tiny", adapter="none")  # full fine-tuning: every trained weight copied and repacked
+    copy = MergedCopy(full, dtype="float32", kernel="onednn")
+    with torch.no_grad():
+        full.model.layers[0].mlp.up_proj.weight.add_(0.1)
+    copy.sync()
+    torch.testing.assert_close(logits(copy.model), logits(full), rtol=1e-5, atol=1e-5)
+
+
+@onednn
+def test_a_packed_copy_decodes_the_same_tokens_greedily():
+    from budgetlab.prompts import encode_prompt
+    from budgetlab.rollout import HFRollout
+
+    model = perturbed_lora()
+    tok = load_model("tiny", adapter="lora", lora_r=4)[1]
+    prompts = [encode_prompt(tok, q) for q in ("Compute 1 + 2", "Compute 3 * 4 + 5", "Compute 7 - 2")]
+    runs = [HFRollout(MergedCopy(model, dtype="float32", kernel=k).model, tok).rollout(
+        prompts, [6, 12], max_summary=4, do_sample=False) for k in ("default", "onednn")]
+    assert [(t.thinking_ids, [s[0].ids for s in t.summaries]) for t in runs[0]] == \
+        [(t.thinking_ids, [s[0].ids for s in t.summaries]) for t in runs[1]]
+
+
+def test_the_kernel_choice_rule_and_where_oneDNN_is_never_used():
+    from budgetlab.inference import is_faster
+
+    assert is_faster(15.5, 23.2) and not is_faster(1.0, 1.05) and not is_faster(0.0, 1.0)  # fixed timings
+    model = perturbed_lora()
+    assert MergedCopy(model, dtype="bfloat16").kernel == "default"  # bf16 matmuls already run on oneDNN
+    with pytest.raises(ValueError, match="kernel='fast'"):
+        MergedCopy(model, dtype="float32", kernel="fast")
