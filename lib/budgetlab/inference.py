@@ -11,7 +11,8 @@ training model there.
 
 An fp32 copy on a CPU computes its linear layers with oneDNN from pre-packed weights where that is measured
 faster (`onednn_is_faster`): on a 2-core AVX2 CPU (AMD EPYC, no native bf16) torch's default fp32 kernel (MKL)
-reaches 34-77 GFLOP/s at a rollout's 24 rows and the packed oneDNN kernel 84-122, and one 24-row RL rollout
+ran the MLP and output-head linears at a rollout's 24 rows at 34-77 GFLOP/s and the packed oneDNN kernel at
+84-122 (the small key/value projections 63 -> 54; all are packed, for simplicity), and one 24-row RL rollout
 took 15.5 s instead of 23.2 s with the same greedy tokens (LOG.md, eighth session). The packed op is the one
 torch's inductor uses for its CPU weight prepacking.
 """
