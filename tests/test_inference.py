@@ -109,3 +109,14 @@ def test_the_kernel_choice_rule_and_where_oneDNN_is_never_used():
     assert MergedCopy(model, dtype="bfloat16").kernel == "default"  # bf16 matmuls already run on oneDNN
     with pytest.raises(ValueError, match="kernel='fast'"):
         MergedCopy(model, dtype="float32", kernel="fast")
+
+
+def test_timing_the_kernels_leaves_the_callers_random_stream_alone():
+    from budgetlab.inference import onednn_is_faster
+
+    onednn_is_faster.cache_clear()
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    onednn_is_faster(32, 96)  # draws a weight and an input to time, inside torch.random.fork_rng
+    torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)

@@ -70,8 +70,8 @@ def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -
     per process and shape, interleaved, the fastest of each; False where oneDNN is missing or fails)."""
     if not torch.backends.mkldnn.is_available():
         return False
-    try:
-        with torch.no_grad():
+    try:  # fork_rng: the timing's random tensors must not move the caller's draws (and only the first call makes them)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             lin = torch.nn.Linear(hidden, intermediate, bias=False)
             x = torch.randn(rows, hidden)
             packed = PackedLinear(lin)
