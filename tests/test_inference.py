@@ -109,6 +109,8 @@ def test_the_kernel_choice_rule_and_where_oneDNN_is_never_used():
     assert MergedCopy(model, dtype="bfloat16").kernel == "default"  # bf16 matmuls already run on oneDNN
     with pytest.raises(ValueError, match="kernel='fast'"):
         MergedCopy(model, dtype="float32", kernel="fast")
+    with pytest.raises(ValueError, match="kernel='onednn' packs float32 weights on a CPU; this copy is bfloat16"):
+        MergedCopy(model, dtype="bfloat16", kernel="onednn")
 
 
 def test_timing_the_kernels_leaves_the_callers_random_stream_alone():

@@ -145,9 +145,13 @@ class MergedCopy:
         self.model.to(next(source.parameters()).device).eval().requires_grad_(False)
         contiguous_output_head(self.model)
         cfg = inner.config
+        cpu_fp32 = dtype == "float32" and self.model.device.type == "cpu"
+        if kernel == "onednn" and not cpu_fp32:
+            raise ValueError(f"kernel='onednn' packs float32 weights on a CPU; this copy is {dtype} on "
+                             f"{self.model.device.type}: use kernel='auto' or 'default'.")
         if kernel == "auto":
-            cpu_fp32 = dtype == "float32" and self.model.device.type == "cpu"
-            kernel = "onednn" if cpu_fp32 and onednn_is_faster(cfg.hidden_size, cfg.intermediate_size) else "default"
+            shape = (cfg.hidden_size, getattr(cfg, "intermediate_size", None) or 4 * cfg.hidden_size)
+            kernel = "onednn" if cpu_fp32 and onednn_is_faster(*shape) else "default"
         self.kernel = kernel
         if kernel == "onednn":
             pack_linears(self.model)
