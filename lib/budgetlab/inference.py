@@ -1,4 +1,4 @@
-"""A generation copy of a model being trained: adapter merged into the base weights, in bf16, synced each step.
+"""A generation copy of a model being trained: adapter merged into the base weights in the run's precision, synced.
 
 This is what RL systems do with an inference engine (vLLM and friends): sample with a separate, merged,
 lower-precision copy of the policy and copy the trained weights into it before each rollout. On the
