@@ -102,7 +102,7 @@ def test_a_packed_copy_decodes_the_same_tokens_greedily():
 
 
 def test_the_kernel_choice_rule_and_where_oneDNN_is_never_used():
-    from budgetlab.inference import is_faster
+    from budgetlab.precision import is_faster
 
     assert is_faster(15.5, 23.2) and not is_faster(1.0, 1.05) and not is_faster(0.0, 1.0)  # fixed timings
     model = perturbed_lora()

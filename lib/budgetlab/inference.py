@@ -25,11 +25,11 @@ import time
 import torch
 
 from budgetlab.models import contiguous_output_head
+from budgetlab.precision import is_faster, shape_of
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 KERNELS = ("auto", "onednn", "default")
 ROLLOUT_ROWS = 24  # rows of a decode step in the main job's RL (6 prompts x 4 traces): the packing's shape hint
-SPEEDUP_NEEDED = 1.1  # as budgetlab.precision: nearer than 10%, timing noise would decide
 
 
 class PackedLinear(torch.nn.Module):
@@ -82,12 +82,7 @@ def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -
                 onednn = min(onednn, _fastest(lambda: packed(x)))
     except (RuntimeError, AssertionError):
         return False
-    return is_faster(onednn, default)
-
-
-def is_faster(seconds: float, peer_seconds: float, speedup: float = SPEEDUP_NEEDED) -> bool:
-    """Whether `seconds` beats `peer_seconds` by at least `speedup` times (False for non-positive timings)."""
-    return seconds > 0 and peer_seconds > 0 and peer_seconds / seconds >= speedup
+    return is_faster(onednn, default)  # budgetlab.precision's rule: at least 1.1x
 
 
 def pack_linears(model) -> int:
@@ -144,14 +139,12 @@ class MergedCopy:
             raise RuntimeError(f"generation copy does not match the model: missing {missing}, unexpected {unexpected}")
         self.model.to(next(source.parameters()).device).eval().requires_grad_(False)
         contiguous_output_head(self.model)
-        cfg = inner.config
         cpu_fp32 = dtype == "float32" and self.model.device.type == "cpu"
         if kernel == "onednn" and not cpu_fp32:
             raise ValueError(f"kernel='onednn' packs float32 weights on a CPU; this copy is {dtype} on "
                              f"{self.model.device.type}: use kernel='auto' or 'default'.")
         if kernel == "auto":
-            shape = (cfg.hidden_size, getattr(cfg, "intermediate_size", None) or 4 * cfg.hidden_size)
-            kernel = "onednn" if cpu_fp32 and onednn_is_faster(*shape) else "default"
+            kernel = "onednn" if cpu_fp32 and onednn_is_faster(*shape_of(inner)) else "default"
         self.kernel = kernel
         if kernel == "onednn":
             pack_linears(self.model)
