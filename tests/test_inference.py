@@ -122,3 +122,27 @@ def test_timing_the_kernels_leaves_the_callers_random_stream_alone():
     torch.manual_seed(3)
     onednn_is_faster(32, 96)  # draws a weight and an input to time, inside torch.random.fork_rng
     torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)
+
+
+@onednn
+def test_the_evaluation_decodes_with_a_packed_copy_and_grades_the_same_table(monkeypatch):
+    import budgetlab.inference as inference
+    from budgetlab.anytime import evaluate_model
+
+    model = perturbed_lora()
+    tok = load_model("tiny", adapter="lora", lora_r=4)[1]
+    rows = [{"id": str(i), "question": q, "answer": a, "level": 1}
+            for i, (q, a) in enumerate([("Compute 1 + 2", "3"), ("Compute 3 * 4 + 5", "17"), ("Compute 7 - 2", "5")])]
+    tables = {}
+    for faster in (False, True):  # the kernel timing replaced by its two outcomes
+        monkeypatch.setattr(inference, "onednn_is_faster", lambda *shape: faster)
+        assert (inference.packed_copy(model) is not None) == faster
+        tables[faster] = evaluate_model(model, tok, rows, [4, 8], max_summary=4, precision="fp32", progress=False)
+    cols = ["id", "budget", "n_thinking", "summary", "correct"]
+    assert tables[True][cols].equals(tables[False][cols])
+    with model.disable_adapter():  # the untrained model: the copy holds the base weights alone
+        torch.testing.assert_close(logits(inference.packed_copy(model).model), logits(model), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits(inference.packed_copy(model).model), logits(model), rtol=1e-4, atol=1e-4)
+    copy = inference.packed_copy(model)
+    assert inference.packed_copy(copy.model) is None  # a copy already: decoded as it is
+    assert inference.packed_copy(model.to(torch.bfloat16)) is None  # bf16 models keep their own path

@@ -15,6 +15,7 @@ from budgetlab.budgets import validate_budgets
 from budgetlab.precision import use_bf16
 from budgetlab.prompts import encode_prompt
 from budgetlab.grading import extract_boxed, grade, graded_text, is_correct
+from budgetlab.inference import packed_copy
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import budget_tag_prompts
 from budgetlab.synthetic import short_style_share
@@ -30,7 +31,9 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
 
     `budget_tag`: None (plain prompt), "self" (the model writes `<budget>N</budget>` first, SelfBudgeter)
     or an int N (pre-filled tag: the user sets the budget). Greedy unless samples > 1 or do_sample.
-    `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes the forced summaries under autocast.
+    `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes the forced summaries under autocast;
+    fp32 decodes with a merged copy on oneDNN's packed weights where this CPU runs that faster
+    (`inference.packed_copy`), else with `model` itself.
     `answer_rule` (`grading.ANSWER_RULES`): the answer graded, the last \\boxed{} or the seeds' first after the cue.
     `prompt` (`prompts.PROMPT_STYLES`): the project's plain prompt or the tokenizer's chat template.
     """
@@ -38,8 +41,10 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
     if samples < 1:
         raise ValueError(f"samples={samples!r} must be a positive integer.")
     do_sample = samples > 1 if do_sample is None else do_sample
-    rollout = HFRollout(model, tok, temperature=temperature, batch_size=batch_size,
-                        summary_bf16=use_bf16(precision, model))
+    bf16 = use_bf16(precision, model)
+    copy = None if bf16 else packed_copy(model)  # fp32: decode with oneDNN's packed kernel where it is faster
+    rollout = HFRollout(copy.model if copy else model, tok, temperature=temperature, batch_size=batch_size,
+                        summary_bf16=bf16)
     expanded = [r for r in rows for _ in range(samples)]
     spans = None
     if budget_tag is None:
