@@ -11,7 +11,10 @@ machine, budgetlab.precision). Also timed: the same curve with the other precisi
 reported; the last line is JSON with `ratio` = ours / plain, the CPU capability and the precision record.
 The ceiling, measured in the same run: a bare batched decode loop of the same model (bench_ceiling.py) writing
 the plain pass's tokens at the same batch; `plain_over_ceiling` and `ours_over_ceiling` are its seconds over
-theirs (1.0: as fast as this machine decodes that many tokens at that batch).
+theirs (1.0: as fast as this machine decodes that many tokens at that batch). The same loop also writes the
+curve's own tokens at the curve's batches (the thinking at the problems' rows, then every budget's summary
+together): `ours_over_curve_ceiling` is its seconds over ours, and `ratio_at_ceiling` the curve's ceiling over
+the plain pass's, the ratio this machine's decoding allows for this grid, whatever the code around it.
 """
 
 from __future__ import annotations
@@ -53,6 +56,26 @@ def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool, bf16: boo
     return time.perf_counter() - t0
 
 
+def curve_ceiling_s(model, tok, prompts, budgets, max_thinking: int, max_summary: int) -> float:
+    """Seconds a bare decode loop (bench_ceiling) takes to write the curve's own tokens at the curve's batches:
+    the thinking, every row together, then every budget's summary, all budgets' rows together, each row from
+    its prompt and thinking cut at that budget (decode steps only, as for the plain pass's ceiling)."""
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    thinking_s = len(prompts) * max_thinking / bare_decode_tokens_per_s(model, ids, mask, max_thinking)
+    with torch.inference_mode():
+        full = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_thinking,
+                              min_new_tokens=max_thinking, do_sample=False, pad_token_id=tok.pad_token_id)
+    width, cut_ids, cut_mask = ids.shape[1] + max(budgets), [], []
+    for b in budgets:  # rows cut at b, left-padded to the longest cut
+        pad = width - ids.shape[1] - b
+        cut_ids.append(torch.cat([full.new_full((len(prompts), pad), tok.pad_token_id), full[:, :ids.shape[1] + b]], 1))
+        cut_mask.append(torch.cat([mask.new_zeros(len(prompts), pad), mask, mask.new_ones(len(prompts), b)], 1))
+    rows = len(prompts) * len(budgets)
+    summary_s = rows * max_summary / bare_decode_tokens_per_s(model, torch.cat(cut_ids), torch.cat(cut_mask),
+                                                               max_summary)
+    return thinking_s + summary_s
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -89,13 +112,18 @@ def main(argv=None) -> int:
     new = args.max_thinking + args.max_summary  # the plain pass's conditions: the same fp32 model and batch
     ceiling_s = len(prompts) * new / bare_decode_tokens_per_s(model, ids, mask, new)
     print(f"ceiling: a bare decode loop writes the plain pass's tokens in {ceiling_s:.2f}s", flush=True)
+    curve_s = curve_ceiling_s(model, tok, prompts, budgets, args.max_thinking, args.max_summary)
+    print(f"ceiling: a bare decode loop writes the curve's tokens in {curve_s:.2f}s, {curve_s / ceiling_s:.2f}x "
+          "the plain pass's", flush=True)
     print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),
                       "scratch_s": round(med["scratch"], 3), "ratio": round(med["ours"] / med["plain"], 3),
                       "ratio_other_precision": round(med["ours_other"] / med["plain"], 3),
                       "other_precision": "fp32" if bf16 else "bf16",
                       "ratio_scratch": round(med["scratch"] / med["plain"], 3), "ceiling_s": round(ceiling_s, 3),
                       "plain_over_ceiling": round(ceiling_s / med["plain"], 3),
-                      "ours_over_ceiling": round(ceiling_s / med["ours"], 3), "budgets": budgets,
+                      "ours_over_ceiling": round(ceiling_s / med["ours"], 3),
+                      "curve_ceiling_s": round(curve_s, 3), "ours_over_curve_ceiling": round(curve_s / med["ours"], 3),
+                      "ratio_at_ceiling": round(curve_s / ceiling_s, 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
                       "threads": args.threads, "cpu_capability": choice["cpu_capability"], "precision": choice}))
     return 0

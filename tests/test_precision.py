@@ -1,6 +1,7 @@
 """budgetlab.precision: bf16 only where it is measured faster on the machine at hand (SPEC §4)."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,6 +74,13 @@ def test_the_real_measurement_returns_positive_timings_and_a_valid_choice():
     record = resolve("auto", shape=(32, 64))
     assert record["fp32_ms"] > 0 and record["bf16_ms"] > 0 and record["precision"] in ("fp32", "bf16")
     assert record["shape"] == [precision.ROWS, 32, 64]
+
+
+def test_timings_are_interleaved_after_a_warm_up_and_the_fastest_run_of_each_counts(monkeypatch):
+    clock, calls = iter([0, 5, 5, 6, 6, 9, 9, 11]), []  # fn a: 5 then 3 s; fn b: 1 then 2 s
+    monkeypatch.setattr(precision, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    best = precision.fastest_interleaved([lambda: calls.append("a"), lambda: calls.append("b")], repeats=2)
+    assert calls == ["a", "b"] * 3 and best == [3, 1]  # one warm-up call each, untimed, then a b a b
 
 
 def test_describe_names_the_choice_the_timings_and_the_cpu(monkeypatch):

@@ -20,12 +20,11 @@ torch's inductor uses for its CPU weight prepacking.
 from __future__ import annotations
 
 import functools
-import time
 
 import torch
 
 from budgetlab.models import contiguous_output_head
-from budgetlab.precision import is_faster, shape_of
+from budgetlab.precision import fastest_interleaved, is_faster, shape_of
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 KERNELS = ("auto", "onednn", "default")
@@ -55,15 +54,6 @@ class PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.linear.bias, "none", [], "")
 
 
-def _fastest(fn, repeats: int = 7) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 @functools.lru_cache(maxsize=None)
 def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -> bool:
     """Whether oneDNN's packed fp32 linear beats torch's default at a decode step's shape on this CPU (timed once
@@ -76,10 +66,7 @@ def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -
             x = torch.randn(rows, hidden)
             packed = PackedLinear(lin)
             torch.testing.assert_close(packed(x), lin(x), rtol=1e-4, atol=1e-4)
-            default = onednn = float("inf")
-            for _ in range(3):
-                default = min(default, _fastest(lambda: lin(x)))
-                onednn = min(onednn, _fastest(lambda: packed(x)))
+            default, onednn = fastest_interleaved([lambda: lin(x), lambda: packed(x)], repeats=21)
     except (RuntimeError, AssertionError):
         return False
     return is_faster(onednn, default)  # budgetlab.precision's rule: at least 1.1x

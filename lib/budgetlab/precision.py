@@ -52,34 +52,45 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_once(x: torch.Tensor, w: torch.Tensor, bf16: bool) -> float:
-    """Seconds of one linear(x, w) with fp32 tensors, under bf16 autocast when `bf16` (so the weight cast of
-    every call is paid, as in training)."""
-    _sync(x.device)
-    t0 = time.perf_counter()
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        torch.nn.functional.linear(x, w)
-    _sync(x.device)
-    return time.perf_counter() - t0
+def fastest_interleaved(fns, repeats: int = REPEATS) -> list[float]:
+    """Seconds of each of `fns` (callables that finish their work before they return): one warm-up call each, then
+    `repeats` rounds calling each in turn, the fastest of each kept. Interleaved and the minimum, because on a
+    shared machine load would otherwise decide a choice (seen on 2 threads while another job trained: a median
+    of 5 read bf16 22.8 ms, fp32 12.6 ms, and the fastest of 9 interleaved 17-21 vs 15 ms; quiet, the same shape
+    reads 0.9 vs 3.8 ms)."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
 def time_linear(hidden: int, intermediate: int, device: torch.device, repeats: int = REPEATS) -> tuple[float, float]:
-    """(fp32, bf16) seconds of linear(x[ROWS, hidden], W[intermediate, hidden]) on one thread: the fastest of
-    `repeats` interleaved runs each, after one warm-up of each. One thread, interleaved and the minimum, because
-    on a shared machine load would otherwise decide the choice (seen on 2 threads while another job trained: a
-    median of 5 read bf16 22.8 ms, fp32 12.6 ms, and the fastest of 9 interleaved 17-21 vs 15 ms; quiet, the
-    same shape reads 0.9 vs 3.8 ms). The ratio of the two is the hardware's, whatever the thread count."""
+    """(fp32, bf16) seconds of linear(x[ROWS, hidden], W[intermediate, hidden]) with fp32 tensors, under bf16
+    autocast for the second (so the weight cast of every call is paid, as in training): `fastest_interleaved`
+    on one thread, where a contended core stalls one run, not every run's thread barrier. The ratio of the two
+    is the hardware's, whatever the thread count."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(ROWS, hidden, generator=gen).to(device)
     w = torch.randn(intermediate, hidden, generator=gen).to(device)
+
+    def linear(bf16: bool) -> None:
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            torch.nn.functional.linear(x, w)
+        _sync(x.device)
+
+    _sync(x.device)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: a contended core stalls one run, not every run's thread barrier
+    torch.set_num_threads(1)
     try:
-        _time_once(x, w, False), _time_once(x, w, True)
-        runs = [(_time_once(x, w, False), _time_once(x, w, True)) for _ in range(repeats)]
+        fp32, bf16 = fastest_interleaved([lambda: linear(False), lambda: linear(True)], repeats)
     finally:
         torch.set_num_threads(threads)
-    return min(f for f, _ in runs), min(b for _, b in runs)
+    return fp32, bf16
 
 
 def _shape(hidden, intermediate) -> tuple[int, int] | None:
