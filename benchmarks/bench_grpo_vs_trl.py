@@ -180,16 +180,17 @@ def run_ours(args, rows, method: str, budgets: list[int], seed: int, lora_layers
 
 
 def decode_ceiling(args, rows) -> float:
-    """Tokens/s of a bare batched decode loop: the base model in the run's precision, our step's batch and length."""
-    import torch
+    """Tokens/s of a bare batched decode loop on the model our step samples with (the base model's generation copy
+    in the run's precision, on packed weights where `inference.onednn_is_faster`), our step's batch and length."""
     from bench_ceiling import bare_decode_tokens_per_s  # benchmarks/ is on sys.path when run as a script
 
+    from budgetlab.inference import generation_copy
     from budgetlab.models import load_model
     from budgetlab.prompts import encode_prompt
     from budgetlab.rollout import left_pad
 
-    model, tok = load_model(args.model, device="cpu")  # in the generation copy's dtype, as our step samples
-    model = model.to(torch.bfloat16 if args.precision == "bf16" else torch.float32).eval()
+    base, tok = load_model(args.model, device="cpu")
+    model = generation_copy(base, "bfloat16" if args.precision == "bf16" else "float32").model
     prompts = [encode_prompt(tok, r["question"]) for r in rows[:args.prompts] for _ in range(args.generations)]
     ids, mask = left_pad(prompts, tok.pad_token_id)
     bare_decode_tokens_per_s(model, ids, mask, 4)  # warm-up

@@ -92,8 +92,9 @@ def is_quantised(model) -> bool:
 
 def packed_copy(model) -> "MergedCopy | None":
     """A merged fp32 copy of `model` on packed oneDNN weights to decode with, where `onednn_is_faster` on this CPU;
-    None for a bf16 or GPU model, a 4-bit base, a packed copy itself, or where torch's own fp32 kernel is as fast. The evaluation decodes
-    with it: the warm start's 40-problem anytime table came out the same, row for row, 1.5x sooner (LOG.md)."""
+    None for a bf16 or GPU model, a 4-bit base, a packed copy itself, or where torch's own fp32 kernel is as
+    fast. The evaluation decodes with it: the warm start's 40-problem anytime table came out the same, row for
+    row, 1.5x sooner (LOG.md, ninth session)."""
     p = next(model.parameters())
     if (is_quantised(model) or p.dtype != torch.float32 or p.device.type != "cpu"
             or any(isinstance(m, PackedLinear) for m in model.modules())  # a copy already
