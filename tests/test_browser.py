@@ -90,8 +90,12 @@ def wait_for_idle_kernel(lab: str, timeout: float = 120) -> None:
     """Until the server reports the notebook's kernel idle: what a person waits for in the status bar."""
     base, token = lab.split("/lab/")[0], lab.split("token=")[1]
     deadline = time.time() + timeout
+    sessions = []
     while time.time() < deadline:
-        sessions = json.loads(urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5).read())
+        try:
+            sessions = json.loads(urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5).read())
+        except OSError:  # a busy server: ask again
+            pass
         if any(s["path"].endswith("03.ipynb") and s["kernel"]["execution_state"] == "idle" for s in sessions):
             return
         time.sleep(0.5)
