@@ -56,21 +56,22 @@ def curve(model, tok, prompts, budgets, max_summary: int, reuse: bool, bf16: boo
     return time.perf_counter() - t0
 
 
-def curve_ceiling_s(model, tok, prompts, budgets, max_thinking: int, max_summary: int) -> float:
+def curve_ceiling_s(model, tok, ids, mask, budgets, max_thinking: int, max_summary: int) -> float:
     """Seconds a bare decode loop (bench_ceiling) takes to write the curve's own tokens at the curve's batches:
     the thinking, every row together, then every budget's summary, all budgets' rows together, each row from
-    its prompt and thinking cut at that budget (decode steps only, as for the plain pass's ceiling)."""
-    ids, mask = left_pad(prompts, tok.pad_token_id)
-    thinking_s = len(prompts) * max_thinking / bare_decode_tokens_per_s(model, ids, mask, max_thinking)
+    its prompt and thinking cut at that budget (decode steps only, as for the plain pass's ceiling); `ids`, `mask`:
+    the prompts, left-padded."""
+    n = ids.shape[0]
+    thinking_s = n * max_thinking / bare_decode_tokens_per_s(model, ids, mask, max_thinking)
     with torch.inference_mode():
         full = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_thinking,
                               min_new_tokens=max_thinking, do_sample=False, pad_token_id=tok.pad_token_id)
     width, cut_ids, cut_mask = ids.shape[1] + max(budgets), [], []
     for b in budgets:  # rows cut at b, left-padded to the longest cut
         pad = width - ids.shape[1] - b
-        cut_ids.append(torch.cat([full.new_full((len(prompts), pad), tok.pad_token_id), full[:, :ids.shape[1] + b]], 1))
-        cut_mask.append(torch.cat([mask.new_zeros(len(prompts), pad), mask, mask.new_ones(len(prompts), b)], 1))
-    rows = len(prompts) * len(budgets)
+        cut_ids.append(torch.cat([full.new_full((n, pad), tok.pad_token_id), full[:, :ids.shape[1] + b]], 1))
+        cut_mask.append(torch.cat([mask.new_zeros(n, pad), mask, mask.new_ones(n, b)], 1))
+    rows = n * len(budgets)
     summary_s = rows * max_summary / bare_decode_tokens_per_s(model, torch.cat(cut_ids), torch.cat(cut_mask),
                                                                max_summary)
     return thinking_s + summary_s
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     new = args.max_thinking + args.max_summary  # the plain pass's conditions: the same fp32 model and batch
     ceiling_s = len(prompts) * new / bare_decode_tokens_per_s(model, ids, mask, new)
     print(f"ceiling: a bare decode loop writes the plain pass's tokens in {ceiling_s:.2f}s", flush=True)
-    curve_s = curve_ceiling_s(model, tok, prompts, budgets, args.max_thinking, args.max_summary)
+    curve_s = curve_ceiling_s(model, tok, ids, mask, budgets, args.max_thinking, args.max_summary)
     print(f"ceiling: a bare decode loop writes the curve's tokens in {curve_s:.2f}s, {curve_s / ceiling_s:.2f}x "
           "the plain pass's", flush=True)
     print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),

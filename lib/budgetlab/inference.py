@@ -72,6 +72,11 @@ def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -
     return is_faster(onednn, default)  # budgetlab.precision's rule: at least 1.1x
 
 
+def packing_pays(dtype: torch.dtype, device: torch.device, inner) -> bool:
+    """The rule for packing a copy of `inner`: fp32 on a CPU, where `onednn_is_faster` at the model's shape."""
+    return dtype == torch.float32 and device.type == "cpu" and onednn_is_faster(*shape_of(inner))
+
+
 def pack_linears(model) -> int:
     """Every `nn.Linear` of `model` replaced in place by a `PackedLinear`; returns how many."""
     swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
@@ -96,9 +101,8 @@ def packed_copy(model) -> "MergedCopy | None":
     fast. The evaluation decodes with it: the warm start's 40-problem anytime table came out the same, row for
     row, 1.5x sooner (LOG.md, ninth session)."""
     p = next(model.parameters())
-    if (is_quantised(model) or p.dtype != torch.float32 or p.device.type != "cpu"
-            or any(isinstance(m, PackedLinear) for m in model.modules())  # a copy already
-            or not onednn_is_faster(*shape_of(_inner(model)))):
+    if (is_quantised(model) or any(isinstance(m, PackedLinear) for m in model.modules())  # a copy already
+            or not packing_pays(p.dtype, p.device, _inner(model))):
         return None
     return MergedCopy(model, "float32", "onednn")
 
@@ -144,7 +148,7 @@ class MergedCopy:
             raise ValueError(f"kernel='onednn' packs float32 weights on a CPU; this copy is {dtype} on "
                              f"{self.model.device.type}: use kernel='auto' or 'default'.")
         if kernel == "auto":
-            kernel = "onednn" if cpu_fp32 and onednn_is_faster(*shape_of(inner)) else "default"
+            kernel = "onednn" if packing_pays(DTYPES[dtype], self.model.device, inner) else "default"
         self.kernel = kernel
         if kernel == "onednn":
             pack_linears(self.model)
