@@ -7,7 +7,9 @@ new tokens: the cost of one full-length answer per problem. Ours samples the sam
 forces a summary at every budget of an S-point grid (KV cache reused, all budgets in one batched call,
 summaries decoded in the precision `--precision` resolves to, as the evaluation does: `auto` measures this
 machine, budgetlab.precision). Also timed: the same curve with the other precision's summaries
-(`ratio_other_precision`), and rebuilding every summary prompt from scratch. Runs alternate; medians are
+(`ratio_other_precision`), and rebuilding every summary prompt from scratch. Every pass decodes with the model
+the evaluation decodes with (`inference.evaluation_decoder`: a merged fp32 copy on oneDNN's packed weights where
+this CPU runs that faster, else the model itself; `decoder` in the JSON). Runs alternate; medians are
 reported; the last line is JSON with `ratio` = ours / plain, the CPU capability and the precision record.
 The ceiling, measured in the same run: a bare batched decode loop of the same model (bench_ceiling.py) writing
 the plain pass's tokens at the same batch; `plain_over_ceiling` and `ours_over_ceiling` are its seconds over
@@ -32,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from budgetlab.budgets import budget_grid  # noqa: E402
+from budgetlab.inference import evaluation_decoder  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
 from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
 from budgetlab.prompts import encode_prompt  # noqa: E402
@@ -94,26 +97,30 @@ def main(argv=None) -> int:
     choice = resolve(args.precision, model)
     bf16 = choice["precision"] == "bf16"
     print(f"precision {describe(choice)}", flush=True)
+    # as evaluate_model decodes: the packed copy for fp32 where it pays; the other precision's curve likewise
+    decoder, other = evaluation_decoder(model, bf16), evaluation_decoder(model, not bf16)
+    kind = "a merged fp32 copy on packed oneDNN weights" if decoder is not model else "the model itself"
+    print(f"decoding with {kind}", flush=True)
     rows = make_synthetic(args.problems, seed=1)
     prompts = [encode_prompt(tok, r["question"]) for r in rows]
     budgets = budget_grid(args.max_thinking, args.budgets)
     # The untrained model rarely closes its thinking, so every pass runs to b_max: a like-for-like token count.
     torch.manual_seed(0)
-    curve(model, tok, prompts[:2], budgets, args.max_summary, True, bf16)  # warm-up
+    curve(decoder, tok, prompts[:2], budgets, args.max_summary, True, bf16)  # warm-up
     times = {"plain": [], "ours": [], "ours_other": [], "scratch": []}
     for r in range(args.rounds):
         torch.manual_seed(r)
-        times["plain"].append(plain_pass(model, tok, prompts, args.max_thinking + args.max_summary))
-        times["ours"].append(curve(model, tok, prompts, budgets, args.max_summary, True, bf16))
-        times["ours_other"].append(curve(model, tok, prompts, budgets, args.max_summary, True, not bf16))
-        times["scratch"].append(curve(model, tok, prompts, budgets, args.max_summary, False, bf16))
+        times["plain"].append(plain_pass(decoder, tok, prompts, args.max_thinking + args.max_summary))
+        times["ours"].append(curve(decoder, tok, prompts, budgets, args.max_summary, True, bf16))
+        times["ours_other"].append(curve(other, tok, prompts, budgets, args.max_summary, True, not bf16))
+        times["scratch"].append(curve(decoder, tok, prompts, budgets, args.max_summary, False, bf16))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     ids, mask = left_pad(prompts, tok.pad_token_id)
-    new = args.max_thinking + args.max_summary  # the plain pass's conditions: the same fp32 model and batch
-    ceiling_s = len(prompts) * new / bare_decode_tokens_per_s(model, ids, mask, new)
+    new = args.max_thinking + args.max_summary  # the plain pass's conditions: the same decoder and batch
+    ceiling_s = len(prompts) * new / bare_decode_tokens_per_s(decoder, ids, mask, new)
     print(f"ceiling: a bare decode loop writes the plain pass's tokens in {ceiling_s:.2f}s", flush=True)
-    curve_s = curve_ceiling_s(model, tok, ids, mask, budgets, args.max_thinking, args.max_summary)
+    curve_s = curve_ceiling_s(decoder, tok, ids, mask, budgets, args.max_thinking, args.max_summary)
     print(f"ceiling: a bare decode loop writes the curve's tokens in {curve_s:.2f}s, {curve_s / ceiling_s:.2f}x "
           "the plain pass's", flush=True)
     print(json.dumps({"plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),
@@ -126,7 +133,8 @@ def main(argv=None) -> int:
                       "curve_ceiling_s": round(curve_s, 3), "ours_over_curve_ceiling": round(curve_s / med["ours"], 3),
                       "ratio_at_ceiling": round(curve_s / ceiling_s, 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
-                      "threads": args.threads, "cpu_capability": choice["cpu_capability"], "precision": choice}))
+                      "threads": args.threads, "decoder": "packed copy" if decoder is not model else "model",
+                      "cpu_capability": choice["cpu_capability"], "precision": choice}))
     return 0
 
 

@@ -155,7 +155,7 @@ def our_config(args, method: str, budgets: list[int], seed: int, steps: int, rol
     batch = args.prompts * args.generations
     return RLConfig(method=method, steps=steps, prompts_per_step=args.prompts, generations=args.generations,
                     budgets=budgets, summaries=1, max_summary=args.summary_tokens, temperature=1.0, lr=args.lr,
-                    epochs=1, clip_low=0.2, clip_high=0.2, normaliser="sequence", beta=0.0, all_budgets=False,
+                    epochs=1, clip_low=0.2, clip_high=0.2, normaliser="sequence", beta=0.0,
                     micro_batch=batch, precision=args.precision, checkpoint_every=10**9, seed=seed, rollout_dtype=rollout_dtype)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from budgetlab.advantages import brpo_advantages, summary_advantages
-from budgetlab.methods import Step, brpo, budget_tag, completion_seq, get_method, grpo, ibpo, l1
+from budgetlab.methods import Step, brpo, budget_tag, completion_seq, get_method, grpo, ibpo, l1, summary_budgets
 from budgetlab.traces import Summary, Trace
 from budgetlab.truncation import Markers, cut_point
 
@@ -123,6 +123,14 @@ def test_l1_rewards_correct_answers_under_their_prompt_target_and_normalises_in_
     a = 0.25 / (0.5 / 2 ** 0.5 + 1e-4)
     assert out.seqs[0].adv[-1] == pytest.approx(-a, rel=1e-4) and out.seqs[1].adv[-1] == pytest.approx(a, rel=1e-4)
     assert out.logs["l1_reward"] == pytest.approx(0.75) and out.logs["l1_target"] == 4
+
+
+def test_only_brpo_decodes_a_summary_at_every_budget_unless_all_are_asked_for():
+    budgets = [16, 32, 48, 64]
+    assert summary_budgets("brpo", budgets) == budgets
+    for method in ("grpo", "drgrpo", "ibpo", "selfbudgeter", "l1"):
+        assert summary_budgets(method, budgets) == [64]
+        assert summary_budgets(method, budgets, all_budgets=True) == budgets
 
 
 def test_each_method_is_prompted_with_its_own_budget_tag():

@@ -15,7 +15,7 @@ from budgetlab.budgets import validate_budgets
 from budgetlab.precision import use_bf16
 from budgetlab.prompts import encode_prompt
 from budgetlab.grading import extract_boxed, grade, graded_text, is_correct
-from budgetlab.inference import packed_copy
+from budgetlab.inference import evaluation_decoder
 from budgetlab.rollout import HFRollout
 from budgetlab.selfbudget import budget_tag_prompts
 from budgetlab.synthetic import short_style_share
@@ -42,8 +42,7 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
         raise ValueError(f"samples={samples!r} must be a positive integer.")
     do_sample = samples > 1 if do_sample is None else do_sample
     bf16 = use_bf16(precision, model)
-    copy = None if bf16 else packed_copy(model)  # fp32: decode with oneDNN's packed kernel where it is faster
-    rollout = HFRollout(copy.model if copy else model, tok, temperature=temperature, batch_size=batch_size,
+    rollout = HFRollout(evaluation_decoder(model, bf16), tok, temperature=temperature, batch_size=batch_size,
                         summary_bf16=bf16)
     expanded = [r for r in rows for _ in range(samples)]
     spans = None
@@ -69,18 +68,18 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
             s, e = tr.trained_prefix
             declared = parse_budget_tag(tok.decode(tr.prompt_ids[s:e])) if e > s else None
             style = short_style_share(tok.decode(tr.thinking_ids))  # the testbed's planted choice; None: no step
-            graded: dict[int, tuple[bool, bool]] = {}
+            graded: dict[int, dict] = {}  # a summary shared by several budgets (closed thinking) is graded once
             for j, b in enumerate(budgets):
                 sm = tr.summaries[j][0]
                 if id(sm) not in graded:
-                    graded[id(sm)] = grade(sm.text, row["answer"], answer_rule)  # unformatted: 0, not parsed
-                fmt, ok = graded[id(sm)]
+                    fmt, ok = grade(sm.text, row["answer"], answer_rule)  # unformatted: 0, not parsed
+                    graded[id(sm)] = {"formatted": fmt, "correct": bool(fmt and ok),
+                                      "answer": extract_boxed(graded_text(sm.text, answer_rule)),
+                                      "summary": tok.decode(sm.ids, skip_special_tokens=True)}
                 out.append({"model": name, "id": row["id"], "level": row.get("level", 0), "sample": i % samples,
                             "budget": b, "kept": sm.kept, "truncated": sm.truncated, "closed": tr.closed,
                             "n_thinking": tr.n_thinking, "declared": declared, "style_short": style,
-                            "formatted": fmt,
-                            "correct": bool(fmt and ok), "answer": extract_boxed(graded_text(sm.text, answer_rule)),
-                            "summary": tok.decode(sm.ids, skip_special_tokens=True)})
+                            **graded[id(sm)]})
     return pd.DataFrame(out)
 
 

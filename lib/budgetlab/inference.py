@@ -107,6 +107,13 @@ def packed_copy(model) -> "MergedCopy | None":
     return MergedCopy(model, "float32", "onednn")
 
 
+def evaluation_decoder(model, bf16: bool = False):
+    """The model an evaluation decodes with: `packed_copy(model).model` for fp32 where that pays, else `model`
+    itself (`bf16`: summaries under autocast on the model, as `anytime.evaluate_model` decodes them)."""
+    copy = None if bf16 else packed_copy(model)
+    return copy.model if copy else model
+
+
 def generation_copy(model, dtype: str = "bfloat16", kernel: str = "auto") -> "MergedCopy | None":
     """The copy to sample with, or None to sample with `model` itself (dtype "model", or a 4-bit base)."""
     return None if dtype == "model" or is_quantised(model) else MergedCopy(model, dtype, kernel)
@@ -160,21 +167,21 @@ class MergedCopy:
     def sync(self) -> None:
         """Copy the current trained weights in: W + (B A)·scale for every LoRA layer (W alone inside peft's
         `disable_adapter()`), trained base weights as is."""
+        changed = []
         for name, mod in self._lora.items():
             weight = mod.get_base_layer().weight
             delta = 0 if mod.disable_adapters else sum(mod.get_delta_weight(a) for a in mod.active_adapters
                                                        if a in mod.lora_A)
-            target = self.model.get_submodule(name)
-            target.weight.copy_(weight + delta)
-            if isinstance(target, PackedLinear):
-                target.repack()
+            changed.append(self.model.get_submodule(name))
+            changed[-1].weight.copy_(weight + delta)
         if self._trained:
             inner = _inner(self.source)
             for name in self._trained:
                 self.model.get_parameter(self._own_name(name)).copy_(inner.get_parameter(name))
-            for mod in self.model.modules():
-                if isinstance(mod, PackedLinear):
-                    mod.repack()
+            changed = list(self.model.modules())  # any weight may have moved
+        for mod in changed:  # each packed layer whose weight was copied, repacked once
+            if isinstance(mod, PackedLinear):
+                mod.repack()
 
     def _own_name(self, name: str) -> str:
         """The copy's name for a source parameter: without peft's `.base_layer`, inside `PackedLinear`'s `.linear`."""

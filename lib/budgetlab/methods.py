@@ -176,6 +176,12 @@ def get_method(name: str) -> Callable[[Step], MethodOutput]:
     return METHODS[name]
 
 
+def summary_budgets(method: str, budgets: list[int], all_budgets: bool = False) -> list[int]:
+    """The budgets an RL step decodes summaries at: every one for BRPO, which trains on each (and wherever
+    `all_budgets` asks for them to be logged); the largest alone for the methods that train on that one only."""
+    return list(budgets) if all_budgets or method == "brpo" else list(budgets[-1:])
+
+
 def budget_tag(method: str, budget: int) -> str | int | None:
     """The budget tag a method's policy is prompted with when it answers at `budget`: SelfBudgeter writes its
     own ("self"), L1 is told the budget (pre-filled), every other method gets the plain prompt (None)."""

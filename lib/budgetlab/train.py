@@ -21,7 +21,7 @@ from budgetlab.grading import ANSWER_RULES
 from budgetlab.inference import generation_copy
 from budgetlab.loop import check_finite_loss, progress_bar, step_seed
 from budgetlab.losses import NORMALISERS
-from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_method
+from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_method, summary_budgets
 from budgetlab.models import trainable_state
 from budgetlab.precision import PRECISIONS, FrozenInBf16, dtype_name, use_bf16
 from budgetlab.probe import probe, probe_rows
@@ -211,7 +211,7 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
         save_checkpoint(out_dir, model, opt, done, metrics, extra={"config": asdict(cfg), "probes": probes})
 
     consistent = True
-    budgets = cfg.budgets if (cfg.all_budgets or cfg.method == "brpo") else cfg.budgets[-1:]
+    budgets = summary_budgets(cfg.method, cfg.budgets, cfg.all_budgets)
     if fixed and start == 0 and not probes:
         run_probe(0)
     try:
