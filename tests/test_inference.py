@@ -137,6 +137,8 @@ def test_the_evaluation_decodes_with_a_packed_copy_and_grades_the_same_table(mon
     for faster in (False, True):  # the kernel timing replaced by its two outcomes
         monkeypatch.setattr(inference, "onednn_is_faster", lambda *shape: faster)
         assert (inference.packed_copy(model) is not None) == faster
+        assert (inference.evaluation_decoder(model) is not model) == faster  # what evaluate_model decodes with
+        assert inference.evaluation_decoder(model, bf16=True) is model  # bf16 summaries: autocast on the model
         tables[faster] = evaluate_model(model, tok, rows, [4, 8], max_summary=4, precision="fp32", progress=False)
     cols = ["id", "budget", "n_thinking", "summary", "correct"]
     assert tables[True][cols].equals(tables[False][cols])
