@@ -33,7 +33,7 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
     or an int N (pre-filled tag: the user sets the budget). Greedy unless samples > 1 or do_sample.
     `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes the forced summaries under autocast;
     fp32 decodes with a merged copy on oneDNN's packed weights where this CPU runs that faster
-    (`inference.packed_copy`), else with `model` itself.
+    (`inference.evaluation_decoder`), else with `model` itself.
     `answer_rule` (`grading.ANSWER_RULES`): the answer graded, the last \\boxed{} or the seeds' first after the cue.
     `prompt` (`prompts.PROMPT_STYLES`): the project's plain prompt or the tokenizer's chat template.
     """

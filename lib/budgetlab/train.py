@@ -66,8 +66,8 @@ class RLConfig:
     prompt: str = "plain"  # plain | chat: the project's prompt or the tokenizer's chat template (prompts.PROMPT_STYLES)
     l1_alpha: float | None = None  # L1 (LCPO-Max): reward per token under the target; None = 1 / largest budget
     # Summaries at every budget, logged as acc_<b>. Only BRPO trains on them (it always gets them); every other
-    # method trains on the largest budget's, so by default only that one is decoded: 3-11% of a stage's sampling in
-    # `make run` (LOG.md).
+    # method trains on the largest budget's, so by default only that one is decoded (methods.summary_budgets): 3-11%
+    # of a stage's sampling in `make run` (LOG.md).
     all_budgets: bool = False
     micro_batch: int = 16
     precision: str = "auto"  # auto | fp32 | bf16 (budgetlab.precision): the update's autocast, the summary decode
