@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     print(f"precision {describe(choice)}", flush=True)
     # as evaluate_model decodes: the packed copy for fp32 where it pays; the other precision's curve likewise
     decoder, other = evaluation_decoder(model, bf16), evaluation_decoder(model, not bf16)
-    kind = "a merged fp32 copy on packed oneDNN weights" if decoder is not model else "the model itself"
+    packed = decoder is not model
+    kind = "a merged fp32 copy on packed oneDNN weights" if packed else "the model itself"
     print(f"decoding with {kind}", flush=True)
     rows = make_synthetic(args.problems, seed=1)
     prompts = [encode_prompt(tok, r["question"]) for r in rows]
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
                       "curve_ceiling_s": round(curve_s, 3), "ours_over_curve_ceiling": round(curve_s / med["ours"], 3),
                       "ratio_at_ceiling": round(curve_s / ceiling_s, 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
-                      "threads": args.threads, "decoder": "packed copy" if decoder is not model else "model",
+                      "threads": args.threads, "decoder": "packed copy" if packed else "model",
                       "cpu_capability": choice["cpu_capability"], "precision": choice}))
     return 0
 
