@@ -34,6 +34,8 @@ Equal settings (TRL 1.16's defaults differ, so every one is set explicitly; SPEC
   the contiguous-output-head fix.
 - LoRA: the very same `budgetlab.models.lora_config` (r, alpha 32, dropout 0, all linear projections of
   the top `--lora-layers` layers) given to TRL as `peft_config`.
+- idle sequences: TRL computes a group whose rewards are all alike (advantage 0) though its gradient is 0; our
+  loop leaves such sequences out (`RLConfig.skip_idle`), so here it is switched off and both sides do the same work.
 - prompts: `format_prompt` texts of `make_synthetic` rows; reward: `trl_correctness_reward` for TRL,
   our `correctness_reward` (formatted and correct) for ours.
 """
@@ -156,7 +158,8 @@ def our_config(args, method: str, budgets: list[int], seed: int, steps: int, rol
     return RLConfig(method=method, steps=steps, prompts_per_step=args.prompts, generations=args.generations,
                     budgets=budgets, summaries=1, max_summary=args.summary_tokens, temperature=1.0, lr=args.lr,
                     epochs=1, clip_low=0.2, clip_high=0.2, normaliser="sequence", beta=0.0,
-                    micro_batch=batch, precision=args.precision, checkpoint_every=10**9, seed=seed, rollout_dtype=rollout_dtype)
+                    micro_batch=batch, precision=args.precision, checkpoint_every=10**9, seed=seed,
+                    rollout_dtype=rollout_dtype, skip_idle=False)  # TRL computes every sequence; so does ours here
 
 
 def run_ours(args, rows, method: str, budgets: list[int], seed: int, lora_layers: int,

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         wall, table = profiled(lambda: sft(model, tok, examples, cfg, f"{d}/sft", progress=False))
         sections.append((f"{SFT_STEPS} warm-start SFT steps (16 examples each, packed)", wall, table, ""))
         rl = RLConfig(method="grpo", steps=1, budgets=[16, 32, 48, 64], max_summary=12, precision=precision,
-                      checkpoint_every=10**6).validate()
+                      checkpoint_every=10**6, skip_idle=False).validate()  # the update's whole cost, idle groups too
         train_rl(model, tok, rows, rl, f"{d}/rl_warm", progress=False)  # warm-up step
         metrics = []
         wall, table = profiled(lambda: metrics.extend(train_rl(model, tok, rows, rl, f"{d}/rl", progress=False)))

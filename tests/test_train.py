@@ -219,3 +219,52 @@ def test_step_prompts_depend_only_on_seed_and_step_and_never_repeat_within_a_ste
     assert a == [r["id"] for r in step_prompts(ROWS, 4, seed=0, step=3)] and len(set(a)) == 4
     assert a != [r["id"] for r in step_prompts(ROWS, 4, seed=0, step=4)]
     assert len(step_prompts(ROWS[:3], 4, seed=0, step=0)) == 3
+
+
+def test_idle_sequences_are_left_out_of_the_update_and_the_step_is_the_same():
+    # A sequence whose every trained token has advantage 0 adds exactly 0 to PPO-clip's loss and gradient, so the
+    # update skips it (RLConfig.skip_idle) and still divides by every sequence: the same loss and gradient to
+    # rounding (the micro-batches differ). A step with every sequence idle must still let AdamW move the weights
+    # on its momentum and weight decay, exactly as when the zeros are computed.
+    import copy
+
+    from budgetlab.losses import TrainSeq, pack_branches
+    from budgetlab.update import update
+
+    g = torch.Generator().manual_seed(5)
+
+    def seq(adv):
+        return TrainSeq(torch.randint(3, 200, (9,), generator=g).tolist(), [0.0] * 4 + [adv] * 5,
+                        [False] * 4 + [True] * 5)
+
+    trunk, branch = seq(0.0), seq(0.0)
+    branch.ids[:4] = trunk.ids[:4]
+    mixed = [seq(0.0), seq(1.0), seq(0.0), seq(-0.5), pack_branches(trunk, [branch]), seq(0.0)]
+    active, all_idle = [seq(1.0), seq(-1.0)], [seq(0.0), seq(0.0)]
+    assert [s.idle for s in mixed] == [True, False, True, False, True, True]
+    model, tok = warm_started()
+
+    def run(batches, opt_kind, skip, beta=0.0):
+        m = copy.deepcopy(model)
+        params = [p for p in m.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=0.0) if opt_kind == "sgd" else torch.optim.AdamW(params, lr=1e-2)
+        cfg = rl_cfg(precision="fp32", micro_batch=2, skip_idle=skip, beta=beta, normaliser="constant")
+        ref = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+        stats = [update(m, opt, b, "ppo", cfg, tok.pad_token_id or 0, reference=ref) for b in batches]
+        return stats, [p.grad.clone() for p in params], [p.detach().clone() for p in params]
+
+    (skipped,), grads_skipped, _ = run([mixed], "sgd", True)
+    (computed,), grads_computed, _ = run([mixed], "sgd", False)
+    assert (skipped["idle_seqs"], computed["idle_seqs"]) == (5, 0)  # the packed pair counts as two sequences
+    assert skipped["loss"] == pytest.approx(computed["loss"], rel=1e-5)
+    assert skipped["train_tokens"] == computed["train_tokens"]
+    for a, b in zip(grads_skipped, grads_computed):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    (_, idle), _, after_skipped = run([active, all_idle], "adamw", True)
+    (_, _), _, after_computed = run([active, all_idle], "adamw", False)
+    _, _, after_one_step = run([active], "adamw", True)
+    assert idle["idle_seqs"] == 2
+    assert all(torch.equal(a, b) for a, b in zip(after_skipped, after_computed))
+    assert not all(torch.equal(a, b) for a, b in zip(after_skipped, after_one_step))  # the idle step did move them
+    (with_kl,), _, _ = run([mixed], "sgd", True, beta=0.1)  # a KL term pulls every sequence towards the reference
+    assert with_kl["idle_seqs"] == 0

@@ -50,6 +50,12 @@ class TrainSeq:
         """How many sequences this stands for in the loss (packed branches count one each)."""
         return 1 if self.segment is None else max(self.segment) + 1
 
+    @property
+    def idle(self) -> bool:
+        """Every trained token's advantage is 0 (a GRPO group that scored alike): under the PPO-clip loss
+        without a KL term the sequence adds exactly 0 to the loss and to its gradient."""
+        return not any(a for a, m in zip(self.adv, self.mask) if m)
+
     def trained_per_sequence(self) -> list[int]:
         if self.segment is None:
             return [self.n_trained]

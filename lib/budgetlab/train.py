@@ -70,6 +70,9 @@ class RLConfig:
     # of a stage's sampling in `make run` (LOG.md).
     all_budgets: bool = False
     micro_batch: int = 16
+    # Leave out of the update the sequences whose every trained token has advantage 0 (a group that scored alike):
+    # under PPO-clip without a KL term they add exactly 0 to the loss and gradient (TrainSeq.idle; LOG.md)
+    skip_idle: bool = True
     precision: str = "auto"  # auto | fp32 | bf16 (budgetlab.precision): the update's autocast, the summary decode
     # Sample with a merged copy of the policy in this dtype, synced before every step (budgetlab.inference);
     # "auto" takes the dtype `precision` resolves to; "model" samples with the training model itself (always so

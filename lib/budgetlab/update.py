@@ -34,15 +34,23 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     """PPO-clip (or weighted SFT) over `cfg.epochs` passes; old log-probs are the sampling policy's.
 
     With `cfg.beta` > 0 the KL reference is `reference` (the run's starting weights), else the adapter disabled."""
-    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "train_tokens": sum(s.n_trained for s in seqs)}
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "train_tokens": sum(s.n_trained for s in seqs),
+             "idle_seqs": 0}
     if not seqs and (accelerator is None or accelerator.num_processes == 1):
         return stats
     device = next(model.parameters()).device
     bf16 = use_bf16(cfg.precision, model)
-    batches = [seqs[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
-    tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
     n_seqs = sum(s.n_sequences for s in seqs)  # packed branches count as the sequences they stand for
     max_len = max([n for s in seqs for n in s.trained_per_sequence()], default=1)
+    # Sequences whose loss and gradient are exactly 0 (every trained token's advantage 0, PPO-clip, no KL term)
+    # still count in n_seqs and max_len, so the gradient is the same without computing them.
+    work = seqs
+    if cfg.skip_idle and loss_kind == "ppo" and cfg.beta == 0:
+        work = [s for s in seqs if not s.idle]
+        stats["idle_seqs"] = n_seqs - sum(s.n_sequences for s in work)
+    batches = [work[i:i + cfg.micro_batch] for i in range(0, len(work), cfg.micro_batch)]
+    tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
+    n_work = max(1, sum(s.n_sequences for s in work))  # the per-batch stats are means over computed sequences
 
     # The PPO ratio and KL compare the distributions the rollouts were drawn from (softmax(logits / T)); the
     # weighted SFT step fits the model itself.
@@ -75,13 +83,17 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
                                          ref_logp=ref[b] if ref is not None else None, beta=cfg.beta,
                                          segment=t.get("segment"))
             (loss / n_seqs).backward()
-            w = sum(s.n_sequences for s in batches[b]) / n_seqs
+            w = sum(s.n_sequences for s in batches[b]) / n_work
             stats["loss"] += float(loss.detach()) / n_seqs / cfg.epochs
             for k, v in st.items():
                 stats[k] += v * w / cfg.epochs
             if ent is not None:
                 m = t["mask"].float()
                 stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * w
+        if not tensors:  # every sequence idle: AdamW still takes its step on a zero gradient, as when computed
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
         if accelerator is not None and accelerator.num_processes > 1:
             average_gradients(model, accelerator)
         grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
