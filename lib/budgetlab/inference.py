@@ -72,9 +72,14 @@ def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -
     return is_faster(onednn, default)  # budgetlab.precision's rule: at least 1.1x
 
 
+def packable(dtype: torch.dtype, device: torch.device) -> bool:
+    """oneDNN's packed linear here takes fp32 weights on a CPU, nothing else."""
+    return dtype == torch.float32 and device.type == "cpu"
+
+
 def packing_pays(dtype: torch.dtype, device: torch.device, inner) -> bool:
-    """The rule for packing a copy of `inner`: fp32 on a CPU, where `onednn_is_faster` at the model's shape."""
-    return dtype == torch.float32 and device.type == "cpu" and onednn_is_faster(*shape_of(inner))
+    """The rule for packing a copy of `inner`: `packable`, and `onednn_is_faster` at the model's shape."""
+    return packable(dtype, device) and onednn_is_faster(*shape_of(inner))
 
 
 def pack_linears(model) -> int:
@@ -150,8 +155,7 @@ class MergedCopy:
             raise RuntimeError(f"generation copy does not match the model: missing {missing}, unexpected {unexpected}")
         self.model.to(next(source.parameters()).device).eval().requires_grad_(False)
         contiguous_output_head(self.model)
-        cpu_fp32 = dtype == "float32" and self.model.device.type == "cpu"
-        if kernel == "onednn" and not cpu_fp32:
+        if kernel == "onednn" and not packable(DTYPES[dtype], self.model.device):
             raise ValueError(f"kernel='onednn' packs float32 weights on a CPU; this copy is {dtype} on "
                              f"{self.model.device.type}: use kernel='auto' or 'default'.")
         if kernel == "auto":
