@@ -48,8 +48,9 @@ def poisoned(real, at_call):
 def test_a_nan_rl_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     model, tok = tiny()
     monkeypatch.setattr(update_mod, "ppo_clip_loss", poisoned(update_mod.ppo_clip_loss, at_call=2))  # step 3
+    # skip_idle off: the tiny model's groups all score 0, and an idle step computes no loss to poison
     cfg = RLConfig(method="grpo", steps=4, prompts_per_step=2, generations=2, budgets=[3, 6], max_summary=4,
-                   checkpoint_every=2, precision="fp32")
+                   checkpoint_every=2, precision="fp32", skip_idle=False)
     with pytest.raises(NonFiniteLoss, match=r"RL step 3: the loss is nan, so the run stops before applying it; "
                                             r"its last good checkpoint .*step_000002 is kept"):
         train_rl(model, tok, ROWS, cfg, tmp_path, progress=False)
