@@ -91,6 +91,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
                 m = t["mask"].float()
                 stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * w
         if not tensors:  # every sequence idle: AdamW still takes its step on a zero gradient, as when computed
+            stats["entropy"] = float("nan")  # no token was scored, so there is no entropy to log
             for p in model.parameters():
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)
