@@ -20,12 +20,18 @@ if TYPE_CHECKING:
     from budgetlab.train import RLConfig
 
 
+def zero_missing_grads(model) -> None:
+    """A zero gradient for every trainable parameter without one: what a step that computed nothing contributes."""
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
 def average_gradients(model, accelerator) -> None:
     """Data parallel: every process ends the backward pass with the mean gradient over processes (as DDP does)."""
+    zero_missing_grads(model)  # a process with nothing to train this step still joins the all-reduce
     for p in model.parameters():
         if p.requires_grad:
-            if p.grad is None:  # a process with nothing to train this step still joins the all-reduce
-                p.grad = torch.zeros_like(p)
             p.grad = accelerator.reduce(p.grad, reduction="mean")
 
 
@@ -92,9 +98,7 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
                 stats["entropy"] += float((ent * m).sum() / m.sum().clamp(min=1)) * w
         if not tensors:  # every sequence idle: AdamW still takes its step on a zero gradient, as when computed
             stats["entropy"] = float("nan")  # no token was scored, so there is no entropy to log
-            for p in model.parameters():
-                if p.requires_grad:
-                    p.grad = torch.zeros_like(p)
+            zero_missing_grads(model)
         if accelerator is not None and accelerator.num_processes > 1:
             average_gradients(model, accelerator)
         grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
