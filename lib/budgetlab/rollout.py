@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from budgetlab.decode import decode
 from budgetlab.sampling import InverseCDFSampling
 from budgetlab.traces import Summary, Trace, fill_text, find_thinking_end, until_eos
 from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point
@@ -34,7 +35,8 @@ class HFRollout:
     """Batched sampling with a transformers causal LM; one thinking pass serves every budget."""
 
     def __init__(self, model, tokenizer, *, temperature: float = 1.0, top_p: float = 1.0,
-                 batch_size: int = 64, reuse_cache: bool = True, max_rows: int = 256, summary_bf16: bool = False):
+                 batch_size: int = 64, reuse_cache: bool = True, max_rows: int = 256, summary_bf16: bool = False,
+                 prune_finished: bool = True):
         self.model, self.tok = model, tokenizer
         # bf16 autocast for the summary decode only: its batch (every budget's rows) is wide enough for bf16
         # matmuls to pay for casting the weights on each step (measured ~25% off the summaries on AVX512-BF16);
@@ -43,6 +45,7 @@ class HFRollout:
         self.markers = Markers.from_tokenizer(tokenizer)
         self.temperature, self.top_p = temperature, top_p
         self.batch_size, self.reuse_cache = batch_size, reuse_cache
+        self.prune_finished = prune_finished  # decode.decode, finished rows leaving the batch; False: generate
         self.max_rows = max_rows  # summary rows decoded together (memory: each row holds a copy of its KV cache)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
@@ -56,22 +59,31 @@ class HFRollout:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.summary_bf16)
 
     def _generate(self, ids: torch.Tensor, mask: torch.Tensor, max_new: int, do_sample: bool,
-                  stop: str | None = None, cache=None):
-        """`generate`, sampling through `InverseCDFSampling` (greedy decoding of the drawn token) when do_sample."""
+                  stop: str | None = None, cache=None, keep_cache: bool = False):
+        """(sequences [B, W + steps], every row's cache when keep_cache): greedy decoding of `InverseCDFSampling`'s
+        draw when do_sample, else of the logits, by `decode.decode` (finished rows leave the batch) or, with
+        `prune_finished=False`, by `generate`."""
         from transformers import LogitsProcessorList, StopStringCriteria, StoppingCriteriaList
 
+        sampler = InverseCDFSampling(self.temperature, self.top_p) if do_sample else None
+        if stop and stop not in self._stops:
+            self._stops[stop] = StopStringCriteria(self.tok, [stop])
+        criteria = self._stops[stop] if stop else None
+        if self.prune_finished:
+            out = decode(self.model, ids, mask, max_new, eos_id=self.eos_id, pad_id=self.pad_id, sampler=sampler,
+                         stop=criteria, cache=cache, keep_cache=keep_cache)
+            return out.sequences, out.cache
         kwargs = dict(max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None, top_k=None,
                       pad_token_id=self.pad_id, eos_token_id=self.eos_id, return_dict_in_generate=True)
-        if do_sample:
-            kwargs["logits_processor"] = LogitsProcessorList([InverseCDFSampling(self.temperature, self.top_p)])
-        if stop:
-            if stop not in self._stops:
-                self._stops[stop] = StopStringCriteria(self.tok, [stop])
-            kwargs["stopping_criteria"] = StoppingCriteriaList([self._stops[stop]])
+        if sampler is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+        if criteria is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
         if cache is not None:
             kwargs["past_key_values"] = cache
         with torch.inference_mode():
-            return self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+        return out.sequences, out.past_key_values if keep_cache else None
 
     def sample_prefix(self, prompts: Sequence[Sequence[int]], max_new: int, stop: str,
                       do_sample: bool = True) -> list[list[int]]:
@@ -80,7 +92,7 @@ class HFRollout:
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start:start + self.batch_size]
             ids, mask = left_pad(chunk, self.pad_id)
-            gen = self._generate(ids, mask, max_new, do_sample, stop=stop).sequences[:, ids.shape[1]:]
+            gen = self._generate(ids, mask, max_new, do_sample, stop=stop)[0][:, ids.shape[1]:]
             out += [until_eos(row.tolist(), self.eos_id, keep_eos=False) for row in gen]
         return out
 
@@ -99,22 +111,23 @@ class HFRollout:
         b_max = budgets[-1]
         ids, mask = left_pad(prompts, self.pad_id)
         width = ids.shape[1]
-        out = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=THINK_END)
+        seq, cache = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=THINK_END,
+                                    keep_cache=self.reuse_cache)
         traces = []
-        for i, row in enumerate(out.sequences[:, width:].tolist()):
+        for i, row in enumerate(seq[:, width:].tolist()):
             thinking, closed = find_thinking_end(until_eos(row, self.eos_id, keep_eos=False), self.markers, self.tok)
             if len(thinking) > b_max:
                 thinking, closed = thinking[:b_max], False
             traces.append(Trace(prompts[i], thinking, closed, tuple(spans[i]),
                                 [[None] * n_summaries for _ in budgets]))
         if self.reuse_cache:
-            self._summaries_from_cache(traces, budgets, out, mask, n_summaries, max_summary, do_sample)
+            self._summaries_from_cache(traces, budgets, seq, cache, mask, n_summaries, max_summary, do_sample)
         else:
             self._summaries_from_scratch(traces, budgets, n_summaries, max_summary, do_sample)
         fill_text(traces, self.tok, self.markers)
         return traces
 
-    def _summaries_from_cache(self, traces, budgets, out, prompt_mask, n_summaries, max_summary, do_sample):
+    def _summaries_from_cache(self, traces, budgets, seq, cache, prompt_mask, n_summaries, max_summary, do_sample):
         """Every budget's summaries in one batched call that reuses the thinking pass's KV cache.
 
         Each distinct cut (trace, kept, truncated) becomes a row: the cache rows are copied, the thinking past
@@ -124,7 +137,6 @@ class HFRollout:
         from transformers import DynamicCache
 
         width = prompt_mask.shape[1]
-        seq, cache = out.sequences, out.past_key_values
         n_gen = seq.shape[1] - width
         jobs = []  # (trace index, cut) for every distinct cut; shared cuts share one summary (SPEC §6)
         for i, t in enumerate(traces):
@@ -149,7 +161,7 @@ class HFRollout:
             rows_cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers],
                                       config=self.model.config)
             with self._summary_precision():
-                gen = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache).sequences[:, ids.shape[1]:]
+                gen = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache)[0][:, ids.shape[1]:]
             for k, (i, cut) in enumerate(part):
                 done[(i, cut)] = [Summary(cut[0], cut[1], until_eos(gen[k * n_summaries + a].tolist(), self.eos_id,
                                                                      True)) for a in range(n_summaries)]
@@ -167,7 +179,7 @@ class HFRollout:
                                              self.markers)[0] for i in todo]
                 ids, mask = left_pad(rows, self.pad_id)
                 with self._summary_precision():
-                    results = [self._generate(ids, mask, max_summary, do_sample).sequences[:, ids.shape[1]:].tolist()
+                    results = [self._generate(ids, mask, max_summary, do_sample)[0][:, ids.shape[1]:].tolist()
                                for _ in range(n_summaries)]
                 for k, i in enumerate(todo):
                     done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], until_eos(r[k], self.eos_id, True))

@@ -27,11 +27,16 @@ class InverseCDFSampling(LogitsProcessor):
         self.top_p = TopPLogitsWarper(top_p) if top_p < 1 else None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        uniform = torch.rand((scores.shape[0], 1), device=scores.device)
+        drawn = self.draw(input_ids, scores, uniform)
+        return torch.full_like(scores, -math.inf, dtype=torch.float32).scatter_(1, drawn[:, None], 0.0)
+
+    def draw(self, input_ids: torch.Tensor, scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """Token ids [B]: row b's draw from its distribution by `uniform` [B, 1] in [0, 1)."""
         scores = scores.float() / self.temperature
         if self.top_p is not None:
             scores = self.top_p(input_ids, scores)
         cdf = torch.softmax(scores, dim=-1).cumsum(-1)
         # u in (0, total]: the first index whose cdf reaches u has positive probability (never a -inf token)
-        u = (1.0 - torch.rand((scores.shape[0], 1), device=scores.device)) * cdf[:, -1:]
-        drawn = torch.searchsorted(cdf, u).clamp_(max=scores.shape[-1] - 1)
-        return torch.full_like(scores, -math.inf).scatter_(1, drawn, 0.0)
+        u = (1.0 - uniform) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u).clamp_(max=scores.shape[-1] - 1).squeeze(1)

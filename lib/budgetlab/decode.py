@@ -1,0 +1,116 @@
+"""A decode loop for transformers causal LMs whose finished rows leave the batch.
+
+`generate` keeps every row in the batch until the last one stops, so a row that closed its thinking after 20
+tokens still costs a row of every matmul for the remaining steps. On the testbed's warm start only 49-71% of
+the thinking pass's row-steps and 86% of the summaries' are tokens a row still needs, and a decode step on
+this model costs a fixed ~60 ms plus ~2.7 ms a row on a 2-core CPU (LOG.md, 2026-12-02).
+
+`decode` takes the steps `generate(do_sample=False, logits_processor=[sampler])` takes: the same inputs and
+position ids (the attention mask's running count, as transformers computes them), one uniform per row of the
+whole batch on every step (the draws `generate` makes), a row done at EOS or when `stop` says so (padded
+after), and the loop ends when every row is done or after `max_new` steps. It feeds only the rows not yet
+done; with `keep_cache`, a done row is fed once more, so that the cache holds its last token as `generate`'s
+does, and then leaves. A row's logits then come out of matmuls over fewer rows, which moves their last bits (~4e-5 in
+SmolLM2's logits, LOG.md), so a draw that falls on a boundary can differ from `generate`'s; the tests
+check token equality on a model and batch where the bits agree.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Decoded:
+    sequences: torch.Tensor  # [B, W + steps]: the input ids, then each row's new tokens, pad after it is done
+    cache: object | None  # with keep_cache: every row's DynamicCache over the first W + steps - 1 positions
+
+
+def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id: int, pad_id: int,
+           sampler=None, stop=None, cache=None, keep_cache: bool = False) -> Decoded:
+    """Greedy decoding of `sampler`'s draw (argmax of the logits when None) for every row of `ids` [B, W].
+
+    `mask` [B, W] marks real tokens (left padding, or masked-out columns inside a row). `stop`: a transformers
+    `StoppingCriteria` called on the rows still decoding. `cache`: a DynamicCache over the first positions of
+    `ids` (the rest are fed as the first step). `keep_cache`: return every row's cache, as `generate` would."""
+    from transformers import DynamicCache
+
+    if max_new < 1:
+        raise ValueError(f"max_new={max_new!r} must be a positive number of tokens.")
+    device = model.device if hasattr(model, "device") else next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    n_rows, width = ids.shape
+    position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    past = cache.get_seq_length() if cache is not None else 0
+    cache = cache if cache is not None else DynamicCache(config=model.config)
+    new = torch.full((n_rows, max_new), pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(n_rows, device=device)  # batch position -> row of `ids`
+    # False: the row is done and fed once more, so that its last token's keys and values enter the cache (keep_cache)
+    live = torch.ones(n_rows, dtype=torch.bool, device=device)
+    kept: dict[int, list] = {}  # row -> its cache per layer, taken when the row left the batch
+    step_ids, step_pos, step_mask = ids[:, past:], position[:, past:], mask
+    steps, extra = 0, _forward_kwargs(model, cache)
+    with torch.inference_mode():
+        while True:
+            logits = model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_pos, use_cache=True,
+                           **extra).logits[:, -1].float()
+            now = live.nonzero().squeeze(1)  # batch positions still decoding
+            if sampler is None:
+                token = logits[now].argmax(-1)
+            else:  # one uniform for every row of the batch, as generate draws them, used for the live rows
+                uniform = torch.rand((n_rows, 1), device=device)[rows[now]]
+                token = sampler.draw(torch.cat([ids[rows[now]], new[rows[now], :steps]], 1), logits[now], uniform)
+            new[rows[now], steps] = token
+            steps += 1
+            done = token == eos_id
+            if stop is not None:
+                done |= stop(torch.cat([ids[rows[now]], new[rows[now], :steps]], 1), None).to(device)
+            if steps == max_new or bool(done.all()):
+                break
+            stay = live.clone()  # with keep_cache the rows done now stay one step; those done before leave
+            live[now[done]] = False
+            if not keep_cache:
+                stay = live
+            if not bool(stay.all()):
+                if keep_cache:
+                    for i in (~stay).nonzero().squeeze(1).tolist():
+                        kept[int(rows[i])] = [(layer.keys[i], layer.values[i]) for layer in cache.layers]
+                index = stay.nonzero().squeeze(1)
+                cache.batch_select_indices(index)
+                rows, live, step_mask, step_pos = rows[index], live[index], step_mask[index], step_pos[index]
+            step_ids = new[rows, steps - 1][:, None]
+            step_mask = torch.cat([step_mask, step_mask.new_ones(len(rows), 1)], 1)
+            step_pos = step_pos[:, -1:] + 1
+    sequences = torch.cat([ids, new[:, :steps]], 1)
+    return Decoded(sequences, _all_rows(cache, kept, rows, n_rows, model.config) if keep_cache else None)
+
+
+def _forward_kwargs(model, cache) -> dict:
+    """The cache under the name this transformers' forward takes, and `logits_to_keep=1` where the model takes it
+    (as `generate` sets it: the prompt's pass computes the output head at its last position only)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    extra = {"cache" if "cache" in params else "past_key_values": cache}
+    if "logits_to_keep" in params:
+        extra["logits_to_keep"] = 1
+    return extra
+
+
+def _all_rows(cache, kept: dict, rows: torch.Tensor, n_rows: int, config):
+    """One DynamicCache for all `n_rows`: the rows still in `cache` and those `kept` when they left, each row's
+    positions past its own end zero (a mask must exclude them, as it excludes `generate`'s pad tokens there)."""
+    from transformers import DynamicCache
+
+    layers = []
+    for j, layer in enumerate(cache.layers):
+        keys = layer.keys.new_zeros((n_rows, *layer.keys.shape[1:]))
+        values = torch.zeros_like(keys)
+        keys[rows], values[rows] = layer.keys, layer.values
+        for r, per_layer in kept.items():
+            k, v = per_layer[j]
+            keys[r, :, :k.shape[1]], values[r, :, :v.shape[1]] = k, v
+        layers.append((keys, values))
+    return DynamicCache(ddp_cache_data=layers, config=config)
