@@ -3,7 +3,7 @@
 `generate` keeps every row in the batch until the last one stops, so a row that closed its thinking after 20
 tokens still costs a row of every matmul for the remaining steps. On the testbed's warm start only 49-71% of
 the thinking pass's row-steps and 86% of the summaries' are tokens a row still needs, and a decode step on
-this model costs a fixed ~60 ms plus ~2.7 ms a row on a 2-core CPU (LOG.md, 2026-12-02).
+SmolLM2-135M costs a fixed ~60 ms plus ~2.7 ms a row on a 2-core AVX2 CPU (LOG.md, twelfth session).
 
 `decode` takes the steps `generate(do_sample=False, logits_processor=[sampler])` takes: the same inputs and
 position ids (the attention mask's running count, as transformers computes them), one uniform per row of the
