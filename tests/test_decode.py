@@ -74,6 +74,18 @@ def test_decode_gives_generates_tokens_while_finished_rows_leave_the_batch(tiny,
                                              for row, n in zip(new, ends))
 
 
+def test_an_eos_ends_its_row_as_in_generate(tiny):
+    # row 0's fourth greedy token is made the EOS: row 0 leaves after 4 tokens, the others run to the end
+    model, tok, ids, mask = tiny
+    pad = tok.pad_token_id
+    eos = int(generate(model, ids, mask, None, pad).sequences[0, ids.shape[1] + 3])
+    ref = generate(model, ids, mask, eos, pad).sequences
+    out = decode(model, ids, mask, MAX_NEW, eos_id=eos, pad_id=pad, keep_cache=True)
+    assert out.sequences.tolist() == ref.tolist()
+    new = out.sequences[:, ids.shape[1]:]
+    assert new[0, 3] == eos and (new[0, 4:] == pad).all() and (new[1:, -1] != pad).any()
+
+
 def test_a_stop_string_ends_a_row_as_in_generate(tiny):
     model, tok, ids, mask = tiny
     pad = tok.pad_token_id
