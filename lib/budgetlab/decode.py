@@ -40,7 +40,7 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
 
     if max_new < 1:
         raise ValueError(f"max_new={max_new!r} must be a positive number of tokens.")
-    device = model.device if hasattr(model, "device") else next(model.parameters()).device
+    device = next(model.parameters()).device
     ids, mask = ids.to(device), mask.to(device)
     n_rows, width = ids.shape
     position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
@@ -76,8 +76,9 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
                 stay = live
             if not bool(stay.all()):
                 if keep_cache:
-                    for i in (~stay).nonzero().squeeze(1).tolist():
-                        kept[int(rows[i])] = [(layer.keys[i], layer.values[i]) for layer in cache.layers]
+                    for i in (~stay).nonzero().squeeze(1).tolist():  # copies: a view would keep the whole batch
+                        kept[int(rows[i])] = [(layer.keys[i].clone(), layer.values[i].clone())
+                                              for layer in cache.layers]
                 index = stay.nonzero().squeeze(1)
                 cache.batch_select_indices(index)
                 rows, live, step_mask, step_pos = rows[index], live[index], step_mask[index], step_pos[index]
