@@ -111,6 +111,39 @@ def test_the_can_it_fit_check_trains_on_a_few_problems_and_probes_them(smoke_run
     assert result["problems"] == 2 and [p["step"] for p in result["probe"]] == [0, 1, 2]
 
 
+def test_the_warm_start_check_answers_fresh_problems_with_each_adapter_and_checkpoint(smoke_run, capsys,
+                                                                                      monkeypatch):
+    import runpy
+    import sys
+
+    script = str(pipeline.PROJECT_ROOT / "scripts" / "check_warmstart.py")
+    checkpoint = smoke_run / "sft" / "warmstart" / "checkpoints" / "step_000004"  # the smoke warm start's last step
+    answers = smoke_run.parent / "fresh_answers.csv"
+    monkeypatch.setattr(sys, "argv", ["check_warmstart.py", str(smoke_run), "--per-level", "3", "--levels", "2,3",
+                                      "--checkpoint", str(checkpoint), "--out", str(answers)])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(script, run_name="__main__")
+    assert done.value.code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    by_name = {r["model"]: r for r in result["results"]}
+    assert list(by_name) == ["warmstart", "selfbudgeter_sft", "warmstart/step_000004"]
+    for r in by_name.values():
+        assert r["n"] == 6 and set(r["accuracy_by_level"]) == {"2", "3"} and list(r["curve"]) == ["4", "8", "12"]
+    assert "declared_share" in by_name["selfbudgeter_sft"] and "declared_share" not in by_name["warmstart"]
+    # the warm start's own last checkpoint is the warm start: the same answers, a paired difference of exactly 0
+    same = by_name["warmstart/step_000004"]["accuracy_minus_first"]
+    assert same["difference"] == 0.0 and same["n"] == 6 and "accuracy_minus_first" not in by_name["warmstart"]
+    import pandas as pd
+
+    table = pd.read_csv(answers)
+    assert len(table) == 3 * 6 * 3 and set(table["model"]) == set(by_name)  # 3 models x 6 problems x 3 budgets
+    # an adapter the run never saved: one sentence, exit 2, before any model loads
+    monkeypatch.setattr(sys, "argv", ["check_warmstart.py", str(smoke_run), "--adapters", "grpo_typo"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(script, run_name="__main__")
+    assert done.value.code == 2 and "grpo_typo is missing" in capsys.readouterr().err
+
+
 def test_the_frozen_baseline_scores_the_warm_start_on_each_steps_prompts_and_subtracts_it(smoke_run, capsys,
                                                                                           monkeypatch):
     import runpy

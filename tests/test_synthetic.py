@@ -115,3 +115,30 @@ def test_short_style_share_counts_steps_of_any_text():
     assert short_style_share("3+4=7, so we have 7. 7-2=5.") == 0.5  # one of two steps restated
     assert short_style_share("3 + 4 = 7, so we have 7.") == 0.0  # spaces around the signs still count
     assert short_style_share("I think the answer is 7") is None and short_style_share("") is None
+
+
+from budgetlab.synthetic import fresh_problems  # noqa: E402
+
+
+def test_fresh_problems_leave_out_every_seen_question_and_fill_each_level():
+    seen = {r["question"] for r in make_testbed(120, levels=(2, 3), seed=0)}
+    rows = fresh_problems("testbed", seen, 25, [2, 3], seed=7)
+    assert Counter(r["level"] for r in rows) == {2: 25, 3: 25}
+    assert not seen & {r["question"] for r in rows} and len({r["question"] for r in rows}) == 50
+    assert len({r["id"] for r in rows}) == 50  # each level is made apart, yet every id is its own
+    assert rows == fresh_problems("testbed", seen, 25, [2, 3], seed=7)  # deterministic by seed
+
+
+def test_fresh_problems_give_a_nearly_used_up_level_what_it_has_left():
+    # the testbed's level 1 has 81 distinct problems: with 80 of them seen, one is left
+    everything = [r["question"] for r in fresh_problems("testbed", set(), 500, [1])]
+    assert len(everything) == 81
+    rows = fresh_problems("testbed", set(everything[:80]), 10, [1])
+    assert [r["question"] for r in rows] == everything[80:]
+
+
+def test_fresh_problems_refuse_a_task_that_is_not_generated_and_a_bad_count():
+    with pytest.raises(ValueError, match="'gsm8k' is not a generated task"):
+        fresh_problems("gsm8k", set(), 5, [1])
+    with pytest.raises(ValueError, match="per_level=0"):
+        fresh_problems("testbed", set(), 0, [1])

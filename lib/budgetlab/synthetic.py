@@ -112,6 +112,34 @@ def make_testbed(n: int, levels: Sequence[int] = TESTBED_LEVELS, seed: int = 0, 
 
 GENERATED = {"synthetic": make_synthetic, "testbed": make_testbed}  # TASK name -> maker(n, levels, seed)
 
+
+def fresh_problems(task: str, seen: set[str], per_level: int, levels: Sequence[int], seed: int = 7) -> list[dict]:
+    """Up to `per_level` problems of each level of a generated `task` whose question is not in `seen` (a run's
+    training and eval questions): held-out problems for checking a warm start (`scripts/check_warmstart.py`).
+
+    A level with fewer fresh problems left gives what it has (the testbed's level 1 has 81 in all). Ids are
+    `<task>-fresh-s<seed>-l<level>-<k>`, distinct from the run's."""
+    if task not in GENERATED:
+        raise ValueError(f"task={task!r} is not a generated task; fresh problems come from {sorted(GENERATED)}.")
+    if not isinstance(per_level, int) or per_level < 1:
+        raise ValueError(f"per_level={per_level!r} is not accepted; use a positive integer.")
+    make, out = GENERATED[task], []
+    for level in levels:
+        n = per_level + len(seen)  # enough even if every seen question is of this level
+        try:
+            rows = make(n, [level], seed)
+        except ValueError:  # fewer distinct problems at this level than that: the most it makes (bisection)
+            ok, bad, rows = 0, n, []
+            while bad - ok > 1:
+                mid = (ok + bad) // 2
+                try:
+                    rows, ok = make(mid, [level], seed), mid
+                except ValueError:
+                    bad = mid
+        fresh = [r for r in rows if r["question"] not in seen][:per_level]
+        out += [{**r, "id": f"{task}-fresh-s{seed}-l{level}-{k:05d}"} for k, r in enumerate(fresh)]  # one maker per level
+    return out
+
 # Stated before any run; data/README.md and the report (04) print it, budgetlab.stats.TESTBED_CLAIMS tests it.
 TESTBED_GROUND_TRUTH = """**Testbed ground truth (stated before any run).** Every problem is a chain of numbered single-digit steps,
 and the warm-start targets write the same correct steps in two styles mixed 50/50: short (`(1) 3+4=7.`, 10
