@@ -34,8 +34,8 @@ from budgetlab.checkpoint import load_checkpoint  # noqa: E402
 from budgetlab.config import seed_everything  # noqa: E402
 from budgetlab.data import read_split  # noqa: E402
 from budgetlab.evaluate import declared_tracking  # noqa: E402
-from budgetlab.stats import paired_difference, per_problem, spearman_interval  # noqa: E402
 from budgetlab.models import load_model, load_run_adapter  # noqa: E402
+from budgetlab.stats import paired_difference, per_problem, spearman_interval  # noqa: E402
 from budgetlab.synthetic import GENERATED, fresh_problems  # noqa: E402
 
 
@@ -89,7 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} is missing: give adapters the run saved (ls {run / 'adapters'}) and checkpoint folders "
                   "such as RUN_DIR/sft/warmstart/checkpoints/step_000060.", file=sys.stderr)
             return 2
-    levels = [int(v) for v in args.levels.split(",")] if args.levels else list(params["LEVELS"])
+    levels = list(params["LEVELS"])
+    if args.levels is not None:
+        if not all(v.strip().isdigit() and int(v) >= 1 for v in args.levels.split(",")):
+            print(f"--levels={args.levels!r} must be comma-separated positive integers, such as 2,3,4.", file=sys.stderr)
+            return 2
+        levels = [int(v) for v in args.levels.split(",")]
+    if args.per_level < 1:
+        print(f"--per-level={args.per_level} must be a positive integer (problems drawn per level).", file=sys.stderr)
+        return 2
     train_rows, eval_rows = read_split(run)
     rows = fresh_problems(task, {r["question"] for r in train_rows + eval_rows}, args.per_level, levels, args.seed)
     print(f"{len(rows)} fresh {task} problems:", {lv: sum(r["level"] == lv for r in rows) for lv in levels})

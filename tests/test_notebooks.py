@@ -142,6 +142,10 @@ def test_the_warm_start_check_answers_fresh_problems_with_each_adapter_and_check
     with pytest.raises(SystemExit) as done:
         runpy.run_path(script, run_name="__main__")
     assert done.value.code == 2 and "grpo_typo is missing" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["check_warmstart.py", str(smoke_run), "--levels", "2,three"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(script, run_name="__main__")
+    assert done.value.code == 2 and "--levels='2,three' must be comma-separated" in capsys.readouterr().err
 
 
 def test_the_frozen_baseline_scores_the_warm_start_on_each_steps_prompts_and_subtracts_it(smoke_run, capsys,
