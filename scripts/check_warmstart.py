@@ -6,12 +6,12 @@
 Draws `--per-level` problems of each level of the run's generated task (testbed or synthetic) whose question
 is in neither its training nor its eval split (the testbed's level 1 has 81 problems in all, so a default run
 leaves about one), and answers them greedily at the run's EVAL_BUDGETS with each saved adapter and each SFT
-checkpoint (`RUN_DIR/sft/<name>/checkpoints/step_N`; SelfBudgeter's declare their own budget). Prints per
-model the accuracy by level at the largest budget (the testbed's property (a) asks >= 0.8 at every level), the
-anytime curve, the short-style share, the mean thinking length, the accuracy minus the first model's (paired
-bootstrap 95% interval over the same problems) and, where budgets are declared, their Spearman correlation with
-the level (bootstrap interval). The last line is JSON. LOG.md (2026-12-02) used it to ask whether the warm start
-could be trimmed.
+checkpoint (`RUN_DIR/sft/<name>/checkpoints/step_N`), prompted as notebook 03 prompts that method (SelfBudgeter's
+declare their own budget). Prints per model the accuracy by level at the largest budget (the testbed's
+property (a) asks >= 0.8 at every level), the anytime curve, the short-style share, the mean thinking length,
+the accuracy minus the first model's (paired bootstrap 95% interval over the same problems) and, where budgets
+are declared, their Spearman correlation with the level (bootstrap interval). The last line is JSON. LOG.md
+(2026-12-02) used it to ask whether the warm start could be trimmed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from budgetlab.checkpoint import load_checkpoint  # noqa: E402
 from budgetlab.config import seed_everything  # noqa: E402
 from budgetlab.data import read_split  # noqa: E402
 from budgetlab.evaluate import declared_tracking  # noqa: E402
-from budgetlab.models import load_model, load_run_adapter  # noqa: E402
+from budgetlab.methods import budget_tag  # noqa: E402
+from budgetlab.models import load_run_adapter, load_run_model  # noqa: E402
 from budgetlab.stats import paired_difference, per_problem, spearman_interval  # noqa: E402
 from budgetlab.synthetic import GENERATED, fresh_problems  # noqa: E402
 
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     models = [(a, lambda a=a: load_run_adapter(run, params, a)) for a in adapters]
     for c in args.checkpoint:
         def from_checkpoint(c=c):
-            model, tok = load_model(str(params["MODEL"]), adapter=params.get("ADAPTER", "lora"),
-                                    lora_r=int(params["LORA_R"]), lora_layers=params.get("LORA_LAYERS"))
+            model, tok = load_run_model(params)
             load_checkpoint(c, model)
             return model, tok
         models.append((f"{Path(c).parent.parent.name}/{Path(c).name}", from_checkpoint))
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         model, tok = load()
         model.eval()
         seed_everything(args.seed)
-        tag = "self" if name.startswith("selfbudgeter") else None
+        tag = budget_tag(name.split("/")[0].removesuffix("_sft"), budgets[-1])  # as 03 prompts each method
         tables.append(evaluate_model(model, tok, rows, budgets, budget_tag=tag, name=name, **kw))
         r = report(tables[-1], name, tag == "self")
         if len(tables) > 1:  # paired over the same problems: this model's accuracy minus the first model's

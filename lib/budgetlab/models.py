@@ -146,10 +146,16 @@ def run_adapter_dir(run_dir: str | os.PathLike, name: str = "warmstart") -> Path
     return path
 
 
-def load_run_adapter(run_dir: str | os.PathLike, params: dict, name: str = "warmstart"):
-    """(model, tokenizer): the run's model (params MODEL, ADAPTER, LORA_R, LORA_LAYERS) with its `name` adapter."""
+def load_run_model(params: dict, adapter_path: str | None = None):
+    """(model, tokenizer): the run's model (params MODEL, ADAPTER, LORA_R, LORA_LAYERS), with a fresh adapter or the
+    one saved at `adapter_path`."""
     return load_model(str(params["MODEL"]), adapter=params.get("ADAPTER", "lora"), lora_r=int(params["LORA_R"]),
-                      lora_layers=params.get("LORA_LAYERS"), adapter_path=str(run_adapter_dir(run_dir, name)))
+                      lora_layers=params.get("LORA_LAYERS"), adapter_path=adapter_path)
+
+
+def load_run_adapter(run_dir: str | os.PathLike, params: dict, name: str = "warmstart"):
+    """(model, tokenizer): the run's model with its `name` adapter (`load_run_model`)."""
+    return load_run_model(params, str(run_adapter_dir(run_dir, name)))
 
 
 def count_trainable(model) -> tuple[int, int]:
