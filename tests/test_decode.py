@@ -130,6 +130,31 @@ def test_rollouts_with_and_without_pruning_are_the_same(tiny):
     assert len({len(t[0]) for t in runs[0]}) >= 3
 
 
+@pytest.mark.parametrize("keep_cache", [False, True])
+def test_reserved_room_gives_the_tokens_and_cache_of_torch_cat(tiny, keep_cache):
+    # sampled, rows leaving the batch at three or more steps (batch_select_indices, then an update that reallocates),
+    # and a passed-in cache over the prompt's first half, as the summaries' decode gets one
+    model, tok, ids, mask = tiny
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    stop = EndsByPromptLength(ids.shape[1], pad)
+    half = ids.shape[1] // 2
+    runs, caches = [], []
+    for room in (False, True):
+        with torch.inference_mode():
+            prefix = model(input_ids=ids[:, :half], attention_mask=mask[:, :half],
+                           position_ids=(mask[:, :half].cumsum(-1) - 1).clamp(min=0), use_cache=True).past_key_values
+        torch.manual_seed(0)
+        out = decode(model, ids, mask, MAX_NEW, eos_id=eos, pad_id=pad, sampler=InverseCDFSampling(), stop=stop,
+                     cache=prefix, keep_cache=keep_cache, room=room)
+        runs.append(out.sequences)
+        caches.append(out.cache)
+        assert {type(layer).__name__ for layer in prefix.layers} == {"RoomLayer" if room else "DynamicLayer"}
+    assert torch.equal(runs[0], runs[1])
+    if keep_cache:
+        for plain, roomy in zip(caches[0].layers, caches[1].layers):
+            assert torch.equal(plain.keys, roomy.keys) and torch.equal(plain.values, roomy.values)
+
+
 def test_a_bad_length_fails_in_one_sentence(tiny):
     model, tok, ids, mask = tiny
     with pytest.raises(ValueError, match="max_new=0"):

@@ -13,10 +13,15 @@ done; with `keep_cache`, a done row is fed once more, so that the cache holds it
 does, and then leaves. A row's logits then come out of matmuls over fewer rows, which moves their last bits (~4e-5 in
 SmolLM2's logits, LOG.md), so a draw that falls on a boundary can differ from `generate`'s; the tests
 check token equality on a model and batch where the bits agree.
+
+The cache's plain layers append into room reserved for the whole decode (`reserve_room`) instead of
+`torch.cat`, which copies every layer's keys and values on every step: the same values, 3-4% of a decode step
+on the AVX2 CPU (LOG.md, fourteenth session).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -30,12 +35,13 @@ class Decoded:
 
 
 def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id: int, pad_id: int,
-           sampler=None, stop=None, cache=None, keep_cache: bool = False) -> Decoded:
+           sampler=None, stop=None, cache=None, keep_cache: bool = False, room: bool = True) -> Decoded:
     """Greedy decoding of `sampler`'s draw (argmax of the logits when None) for every row of `ids` [B, W].
 
     `mask` [B, W] marks real tokens (left padding, or masked-out columns inside a row). `stop`: a transformers
     `StoppingCriteria` called on the rows still decoding. `cache`: a DynamicCache over the first positions of
-    `ids` (the rest are fed as the first step). `keep_cache`: return every row's cache, as `generate` would."""
+    `ids` (the rest are fed as the first step). `keep_cache`: return every row's cache, as `generate` would. `room`: append into reserved room
+    (False: transformers' `torch.cat`, the plain path the tests compare with)."""
     from transformers import DynamicCache
 
     if max_new < 1:
@@ -46,6 +52,8 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
     position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
     past = cache.get_seq_length() if cache is not None else 0
     cache = cache if cache is not None else DynamicCache(config=model.config)
+    if room:
+        reserve_room(cache, max_new + 1)  # keep_cache feeds a done row once more
     new = torch.full((n_rows, max_new), pad_id, dtype=torch.long, device=device)
     rows = torch.arange(n_rows, device=device)  # batch position -> row of `ids`
     # False: the row is done and fed once more, so that its last token's keys and values enter the cache (keep_cache)
@@ -87,6 +95,54 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
             step_pos = step_pos[:, -1:] + 1
     sequences = torch.cat([ids, new[:, :steps]], 1)
     return Decoded(sequences, _all_rows(cache, kept, rows, n_rows, model.config) if keep_cache else None)
+
+
+@functools.lru_cache(maxsize=None)
+def _room_layer():
+    """The class of `reserve_room`'s layers (built on first use: transformers is imported lazily here)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomLayer(DynamicLayer):
+        """A `DynamicLayer` whose keys and values are views of buffers with `room` positions to spare: an update
+        writes the new positions in place, and only one that does not fit allocates (and copies) again."""
+
+        room, buffers = 0, None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            held, new = self.get_seq_length(), key_states.shape[-2]
+            k = self.buffers[0] if self.buffers is not None else None
+            in_place = (k is not None and held > 0 and self.keys.data_ptr() == k.data_ptr()
+                        and self.keys.stride() == k.stride() and k.shape[:2] == key_states.shape[:2]
+                        and held + new <= k.shape[-2])
+            if not in_place:  # the first update, or the layer was changed by another method (batch_select_indices)
+                rows, heads, _, dim = key_states.shape
+                self.buffers = tuple(s.new_empty(rows, heads, held + new + self.room, dim)
+                                     for s in (key_states, value_states))
+                if held:
+                    self.buffers[0][:, :, :held] = self.keys
+                    self.buffers[1][:, :, :held] = self.values
+            for buffer, states in zip(self.buffers, (key_states, value_states)):
+                buffer[:, :, held:held + new] = states
+            self.keys, self.values = (b[:, :, :held + new] for b in self.buffers)
+            return self.keys, self.values
+
+    return RoomLayer
+
+
+def reserve_room(cache, room: int) -> None:
+    """Every plain `DynamicLayer` of `cache` becomes one that appends into `room` reserved positions (its keys and
+    values so far kept). Other layer kinds (sliding windows, quantized) stay as they are."""
+    from transformers.cache_utils import DynamicLayer
+
+    cls = _room_layer()
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is DynamicLayer:
+            roomy = cls.__new__(cls)
+            roomy.__dict__.update(layer.__dict__)
+            roomy.room = room
+            cache.layers[i] = roomy
 
 
 def _forward_kwargs(model, cache) -> dict:
