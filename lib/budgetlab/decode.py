@@ -15,8 +15,8 @@ SmolLM2's logits, LOG.md), so a draw that falls on a boundary can differ from `g
 check token equality on a model and batch where the bits agree.
 
 The cache's plain layers append into room reserved for the whole decode (`reserve_room`) instead of
-`torch.cat`, which copies every layer's keys and values on every step: the same values, 3-4% of a decode step
-on the AVX2 CPU (LOG.md, fourteenth session).
+`torch.cat`, which copies every layer's keys and values on every step: the same values, a few percent of a
+rollout on the AVX2 CPU (LOG.md, fourteenth session).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
 
     `mask` [B, W] marks real tokens (left padding, or masked-out columns inside a row). `stop`: a transformers
     `StoppingCriteria` called on the rows still decoding. `cache`: a DynamicCache over the first positions of
-    `ids` (the rest are fed as the first step). `keep_cache`: return every row's cache, as `generate` would. `room`: append into reserved room
-    (False: transformers' `torch.cat`, the plain path the tests compare with)."""
+    `ids` (the rest are fed as the first step). `keep_cache`: return every row's cache, as `generate` would.
+    `room`: append into reserved room (False: transformers' `torch.cat`, the plain path the tests compare with)."""
     from transformers import DynamicCache
 
     if max_new < 1:
