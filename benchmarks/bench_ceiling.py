@@ -14,7 +14,7 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
   the generation copy's precision) writing `--tokens` tokens for `--rows` prompts. The ceiling: the same
   model's batched forward at the same batch, one token per row against the KV cache, in a bare loop (greedy
-  argmax, no `generate`), the most a decode step can do here. The same loop at 2x and 4x the rows shows how
+  argmax, no `generate`, the cache appending in place as ours does), the most a decode step can do here. The same loop at 2x and 4x the rows shows how
   much a wider batch (more RL samples per step) would buy: a decode step reads every weight once, whatever
   the batch.
 The CPU capability and the precision are printed beside every figure; the last line is JSON.
@@ -36,6 +36,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from budgetlab.decode import reserve_room  # noqa: E402
 from budgetlab.inference import generation_copy  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
 from budgetlab.precision import PRECISIONS, FrozenInBf16, describe, resolve  # noqa: E402
@@ -110,9 +111,14 @@ def update_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, f
 
 
 def bare_decode_tokens_per_s(model, ids, mask, new_tokens: int) -> float:
-    """Rows × new_tokens / seconds of a plain loop: one forward of [rows, 1] against the cache per token."""
+    """Rows × new_tokens / seconds of a plain loop: one forward of [rows, 1] against the cache per token, the
+    cache appending in place as `budgetlab.decode`'s does (`reserve_room`; with `torch.cat` our rollout beat it)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    reserve_room(cache, new_tokens + 1)
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
         cache, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
         t0 = time.perf_counter()
         for _ in range(new_tokens):
