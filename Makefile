@@ -15,9 +15,9 @@ RUN_ARGS ?=
 
 .PHONY: setup run study test test-browser test-fast lock bench lab clean-results
 
-# pip compiles what it installs on one core (~75 s of the ~130 s setup on a 2-core AVX2 EPYC); the packages are
-# installed with --no-compile and compiled afterwards on every core. A file that is not valid on this Python
-# (torch's Python 3.12 test helpers) fails to compile there as it does under pip, hence the `|| true`.
+# pip compiles what it installs to bytecode on one core; the packages are installed with --no-compile and compiled
+# afterwards on every core (a fresh setup 137-142 s -> 125-132 s on a 2-core AVX2 EPYC, LOG.md). A file that is not
+# valid on this Python (torch's Python 3.12 test helpers) fails to compile there as under pip, hence the `|| true`.
 # Exact versions of every dependency but torch, the ones the tests passed with (make lock writes it anew).
 # LOCK= (empty) installs the newest versions pyproject.toml allows instead, e.g. on another Python than 3.11.
 LOCK   ?= requirements.lock

@@ -14,9 +14,9 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
   the generation copy's precision) writing `--tokens` tokens for `--rows` prompts. The ceiling: the same
   model's batched forward at the same batch, one token per row against the KV cache, in a bare loop (greedy
-  argmax, no `generate`, the cache appending in place as ours does), the most a decode step can do here. The same loop at 2x and 4x the rows shows how
-  much a wider batch (more RL samples per step) would buy: a decode step reads every weight once, whatever
-  the batch.
+  argmax, no `generate`, the cache appending in place as ours does), the most a decode step can do here. The
+  same loop at 2x and 4x the rows shows how much a wider batch (more RL samples per step) would buy: a decode
+  step reads every weight once, whatever the batch.
 The CPU capability and the precision are printed beside every figure; the last line is JSON.
 """
 
