@@ -11,6 +11,10 @@ Three ratios of achieved to ceiling, each ceiling measured in the same run on th
   The SFT step is `budgetlab.sft` on `--rows` testbed examples (the default profile's warm start), every layer
   run (`make run`'s steps skip the frozen bottom layers, `budgetlab.prefix`: less work, not a higher rate); the RL
   update is `budgetlab.update.update` (PPO-clip, one epoch) on the same sequences with ±1 advantages.
+  What bounds the ratio is measured too: one more step runs under the torch profiler, which splits its operator
+  time between the ops the flop counter counts (the matmuls; CPU attention is not counted) and all the rest
+  (attention, casts, elementwise ops, the optimizer). `*_bound_at_peak` is the ratio the step would reach if
+  every counted matmul ran at the peak and the rest took the time it does: the most that faster matmuls can buy.
 - **Rollout tokens/s / decode ceiling.** Ours: the HF backend's thinking pass (`HFRollout.rollout`, sampling,
   the generation copy's precision) writing `--tokens` tokens for `--rows` prompts. The ceiling: the same
   model's batched forward at the same batch, one token per row against the KV cache, in a bare loop (greedy
@@ -34,7 +38,8 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, flop_registry  # noqa: E402
 
 from budgetlab.decode import reserve_room  # noqa: E402
 from budgetlab.inference import generation_copy  # noqa: E402
@@ -82,8 +87,29 @@ def counted_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def sft_step_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, float]:
-    """(FLOPs of one SFT step, median seconds of `steps` timed ones), all examples in one batch."""
+# the ops torch's flop counter counts, by the names the profiler gives them ("aten::mm", ...)
+COUNTED_OPS = frozenset(getattr(op, "_qualified_op_name", str(op)) for op in flop_registry)
+
+
+def counted_time_share(fn) -> float:
+    """The share of fn's operator time (the profiler's self CPU time, summed) spent in the ops the flop counter
+    counts; the rest is work that adds no counted FLOPs."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    return (sum(e.self_cpu_time_total for e in events if e.key in COUNTED_OPS)
+            / sum(e.self_cpu_time_total for e in events))
+
+
+def bound_at_peak(flops: int, seconds: float, share: float, peak: float) -> float:
+    """FLOP/s over peak if the counted matmuls ran at `peak` and the rest ((1 - share) of the step) took as long."""
+    at_peak = flops / peak
+    return at_peak / (at_peak + (1.0 - share) * seconds)
+
+
+def sft_step_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, float, float]:
+    """(FLOPs of one SFT step, median seconds of `steps` timed ones, counted ops' share of the time), all examples
+    in one batch. The share comes from `steps` more steps in one profiled call (its setup spread over them)."""
     precision = "bf16" if bf16 else "fp32"
     with tempfile.TemporaryDirectory() as d:
         cfg = SFTConfig(steps=1, batch_size=len(examples), micro_batch=len(examples), lr=1e-6, precision=precision,
@@ -91,11 +117,14 @@ def sft_step_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int,
         flops = counted_flops(lambda: sft(model, tok, examples, cfg, d, progress=False))
         cfg.steps = steps + 1  # the first is a warm-up
         rows = sft(model, tok, examples, cfg, d + "/timed", progress=False)
-    return flops, statistics.median(r["step_seconds"] for r in rows[1:])
+        cfg.steps = steps
+        share = counted_time_share(lambda: sft(model, tok, examples, cfg, d + "/profiled", progress=False))
+    return flops, statistics.median(r["step_seconds"] for r in rows[1:]), share
 
 
-def update_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, float]:
-    """(FLOPs of one RL update, median seconds): PPO-clip, one epoch, ±1 advantages on the trained tokens."""
+def update_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, float, float]:
+    """(FLOPs of one RL update, median seconds, counted ops' share of one more update's time): PPO-clip, one
+    epoch, ±1 advantages on the trained tokens."""
     cfg = RLConfig(method="grpo", precision="bf16" if bf16 else "fp32", micro_batch=len(examples)).validate()
     seqs = [type(e)(e.ids, [(1.0 if i % 2 else -1.0) * a for a in e.adv], e.mask) for i, e in enumerate(examples)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
@@ -107,7 +136,7 @@ def update_seconds(model, tok, examples, bf16: bool, steps: int) -> tuple[int, f
 
     flops = counted_flops(step)
     times = [_timed(step) for _ in range(steps)]
-    return flops, statistics.median(times)
+    return flops, statistics.median(times), counted_time_share(step)
 
 
 def bare_decode_tokens_per_s(model, ids, mask, new_tokens: int) -> float:
@@ -173,11 +202,14 @@ def main(argv=None) -> int:
           + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in per_shape.items()), flush=True)
     out = {"cpu_capability": cpu, "precision": choice, "matmul_peak_gflops": peak / 1e9, "sft_tokens": tokens}
     for name, fn in (("sft", sft_step_seconds), ("rl_update", update_seconds)):
-        flops, seconds = fn(model, tok, examples, bf16, args.steps)
+        flops, seconds, share = fn(model, tok, examples, bf16, args.steps)
+        bound = bound_at_peak(flops, seconds, share, peak)
         out.update({f"{name}_gflop": flops / 1e9, f"{name}_seconds": seconds,
-                    f"{name}_gflops": flops / seconds / 1e9, f"{name}_over_peak": flops / seconds / peak})
+                    f"{name}_gflops": flops / seconds / 1e9, f"{name}_over_peak": flops / seconds / peak,
+                    f"{name}_matmul_share": share, f"{name}_bound_at_peak": bound})
         print(f"{name}: {flops / 1e9:.1f} GFLOP a step in {seconds:.2f} s = {flops / seconds / 1e9:.1f} GFLOP/s, "
-              f"{flops / seconds / peak:.2f} of the matmul peak (cpu {cpu})", flush=True)
+              f"{flops / seconds / peak:.2f} of the matmul peak; the matmuls take {share:.2f} of its time, so "
+              f"with them at the peak it would reach {bound:.2f} (cpu {cpu})", flush=True)
     gen = generation_copy(model, "bfloat16" if bf16 else "float32").model
     prompts = [encode_prompt(tok, r["question"]) for r in rows]
     ids, mask = left_pad(prompts, tok.pad_token_id)

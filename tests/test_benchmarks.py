@@ -21,8 +21,17 @@ def test_ceiling_benchmark_counts_forward_and_backward_flops_and_reports_ratios_
     r = json.loads(out.strip().splitlines()[-1])
     assert 0 < r["sft_over_peak"] and 0 < r["rl_update_over_peak"] and 0 < r["rollout_over_ceiling"]
     assert r["cpu_capability"] and r["precision"]["precision"] in ("fp32", "bf16")
-    assert "of the matmul peak (cpu " in out and "bare batched decode loop" in out
+    assert "of the matmul peak; the matmuls take" in out and "bare batched decode loop" in out and "(cpu " in out
     assert list(r["decode_ceiling_by_rows"]) == ["2", "4", "8"] and min(r["decode_ceiling_by_rows"].values()) > 0
+    for name in ("sft", "rl_update"):  # matmuls below the peak: the bound lies above what the step reaches
+        assert 0 < r[f"{name}_matmul_share"] < 1 and r[f"{name}_over_peak"] < r[f"{name}_bound_at_peak"] < 1
+
+
+def test_the_bound_at_peak_keeps_the_time_outside_the_matmuls():
+    # 100 FLOPs at a peak of 10/s take 10 s; a 40 s step with half its time outside the matmuls keeps those 20 s
+    assert bench_ceiling.bound_at_peak(100, 40.0, 0.5, 10.0) == pytest.approx(1 / 3)
+    assert bench_ceiling.bound_at_peak(100, 40.0, 1.0, 10.0) == 1.0  # all matmul: the peak itself
+    assert bench_ceiling.bound_at_peak(100, 40.0, 0.0, 10.0) == pytest.approx(10 / 50)
 
 
 @pytest.mark.slow
@@ -40,20 +49,20 @@ def test_a_counted_training_step_holds_its_backward_too():
     with torch.no_grad():
         forward = bench_ceiling.counted_flops(lambda: token_logprobs(model, t["ids"], t["attention"], False, None,
                                                                      t["mask"]))
-    step, seconds = bench_ceiling.sft_step_seconds(model, tok, examples, bf16=False, steps=1)
+    step, seconds, share = bench_ceiling.sft_step_seconds(model, tok, examples, bf16=False, steps=1)
     # backward computes at least the input gradients of every LoRA layer's base matmuls: more than half again
-    assert step > 1.5 * forward > 0 and seconds > 0
+    assert step > 1.5 * forward > 0 and seconds > 0 and 0 < share < 1
 
 
 def test_bench_table_lists_every_figure_with_its_goal_and_the_main_job_only_when_given():
     trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3, "sampling_over_ceiling": 0.7}
     anytime = {"ratio": 1.4, "ours_over_ceiling": 0.5, "ratio_at_ceiling": 1.45}
     ceiling = {"rollout_over_ceiling": 0.3, "decode_4x_rows_over_1x": 2.5, "sft_over_peak": 0.1,
-               "rl_update_over_peak": 0.2}
+               "rl_update_over_peak": 0.2, "sft_bound_at_peak": 0.15, "rl_update_bound_at_peak": 0.25}
     t = table.table(trl, anytime, ceiling, None)
-    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.4, 0.5, 1.45, 0.3, 2.5, 0.1, 0.2]
-    beside = t["figure"].str.endswith("(ceiling)")  # a ceiling ratio, under the figure it bounds
-    assert beside.sum() == 4 and t.loc[~beside, "goal"].str.len().gt(0).all()
+    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.4, 0.5, 1.45, 0.3, 2.5, 0.1, 0.15, 0.2, 0.25]
+    beside = t["figure"].str.endswith(("(ceiling)", "(bound)"))  # under the figure it bounds
+    assert beside.sum() == 6 and t.loc[~beside, "goal"].str.len().gt(0).all()
     t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 90.0})
     assert list(t["measured"])[-2:] == [318.0, 90.0]
     by_method = {"grpo": 100.0, "ibpo": 80.0, "l1": 70.0}  # a row each after the mean; l1 has no issue-time figure
