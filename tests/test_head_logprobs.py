@@ -58,6 +58,50 @@ def test_chosen_logprobs_under_bf16_autocast_match_the_bf16_logits_path():
     torch.testing.assert_close(logp, expected, rtol=1e-5, atol=1e-5)
 
 
+def fresh_per_chunk(hidden, weight, targets, dtype, chunk):
+    """The plain expressions, new tensors for every chunk: what the reused buffers must reproduce bit for bit."""
+    w = weight.to(dtype)
+    logp, entropy, grad = [], [], []
+    for s in range(0, len(targets), chunk):
+        logits = (hidden[s:s + chunk].to(dtype) @ w.T).float()
+        t = targets[s:s + chunk, None]
+        logz = torch.logsumexp(logits, -1)
+        logp.append(logits.gather(-1, t).squeeze(-1) - logz)
+        p = (logits - logz[:, None]).exp_()
+        entropy.append(logz - (p * logits).sum(-1))
+        direction = p.neg_().scatter_add_(-1, t, torch.ones_like(t, dtype=p.dtype))
+        grad.append((direction.to(dtype) @ w).to(hidden.dtype))
+    return torch.cat(logp), torch.cat(entropy), torch.cat(grad)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_reused_chunk_buffers_give_the_bits_of_fresh_tensors_and_the_entropy_only_when_asked(monkeypatch, bf16):
+    monkeypatch.setitem(hl.CHUNK_ELEMENTS, "cpu", 8 * 300)  # 8 rows a chunk: 5 chunks, the last one of 5 rows
+    g = torch.Generator().manual_seed(4)
+    hidden, weight = torch.randn(37, 16, generator=g), torch.randn(300, 16, generator=g) * 0.3
+    targets = torch.randint(0, 300, (37,), generator=g)
+    upstream = torch.randn(37, generator=g)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    want_logp, want_entropy, want_grad = fresh_per_chunk(hidden, weight, targets, dtype, 8)
+    for with_entropy in (True, False):
+        h = hidden.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logp, entropy = hl.chosen_logprobs(h, weight, targets, entropy=with_entropy)
+        (logp * upstream).sum().backward()
+        assert torch.equal(logp, want_logp)
+        assert torch.equal(h.grad, want_grad * upstream[:, None])
+        assert torch.equal(entropy, want_entropy) if with_entropy else entropy is None
+
+
+def test_logsumexp_by_its_steps_equals_torch_logsumexp_bit_for_bit():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(6, 1000, generator=g) * torch.tensor([1.0, 10.0, 100.0, 1e-3, 30.0, 5.0])[:, None]
+    logits[4, 17] = float("-inf")  # a token ruled out
+    logits[5, 3] = float("inf")  # a row whose max is infinite: masked to 0 as torch does
+    got = hl._logsumexp_rows(logits, torch.empty_like(logits))
+    assert torch.equal(got, torch.logsumexp(logits, -1))
+
+
 def test_chosen_logprobs_refuse_a_trainable_head_and_mismatched_shapes():
     hidden, weight = torch.randn(3, 4), torch.randn(5, 4)
     with pytest.raises(ValueError, match="must be frozen"):

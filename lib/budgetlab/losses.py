@@ -205,7 +205,7 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entro
         hidden = hidden[:, :-1][scored[:, 1:]]
         if temperature != 1.0:  # the head is linear without bias: W h / T = W (h / T)
             hidden = hidden / temperature
-        picked, picked_ent = chosen_logprobs(hidden, weight, ids[scored])
+        picked, picked_ent = chosen_logprobs(hidden, weight, ids[scored], entropy=with_entropy)
     else:  # any other head: full logits, from the one predicting the first column any row scores
         first = int(scored.any(0).nonzero()[0]) if scored.any() else 1
         logits = model(attention_mask=attention, logits_to_keep=ids.shape[1] - first + 1,
@@ -216,8 +216,10 @@ def token_logprobs(model, ids: torch.Tensor, attention: torch.Tensor, with_entro
             logits = logits / temperature
         logz = torch.logsumexp(logits, dim=-1)
         picked = logits.gather(-1, targets[:, None]).squeeze(-1) - logz
-        with torch.no_grad():
-            picked_ent = logz - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        picked_ent = None
+        if with_entropy:
+            with torch.no_grad():
+                picked_ent = logz - (torch.softmax(logits, dim=-1) * logits).sum(-1)
     logp = torch.zeros(ids.shape, dtype=picked.dtype, device=ids.device).masked_scatter(scored, picked)
     entropy = None
     if with_entropy:
