@@ -61,7 +61,8 @@ class _ChosenLogProb(torch.autograd.Function):
         entropy = torch.empty_like(logp) if with_entropy else None
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         shape = (min(chunk, len(targets)), weight.shape[0])  # one chunk's [rows, vocab], reused by every chunk
-        logits_buf, work_buf = hidden.new_empty(shape, dtype=torch.float32), hidden.new_empty(shape, dtype=torch.float32)
+        logits_buf = hidden.new_empty(shape, dtype=torch.float32)
+        work_buf = torch.empty_like(logits_buf)  # logsumexp's shifted rows, then the softmax
         low_buf = hidden.new_empty(shape, dtype=dtype) if dtype != torch.float32 else None
         for s in range(0, len(targets), chunk):
             h = hidden[s:s + chunk].to(dtype)
