@@ -268,3 +268,49 @@ def test_idle_sequences_are_left_out_of_the_update_and_the_step_is_the_same():
     assert not all(torch.equal(a, b) for a, b in zip(after_skipped, after_one_step))  # the idle step did move them
     (with_kl,), _, _ = run([mixed], "sgd", True, beta=0.1)  # a KL term pulls every sequence towards the reference
     assert with_kl["idle_seqs"] == 0
+
+
+@pytest.mark.parametrize("loss_kind,normaliser,epochs,beta", [("ppo", "sequence", 1, 0.0), ("ppo", "constant", 2, 0.5),
+                                                               ("sft", "sequence", 1, 0.0)])
+def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gradient(loss_kind, normaliser, epochs,
+                                                                                       beta):
+    # Packed (RLConfig.pack_width) each sequence attends only to itself from position 0 and is normalised as a
+    # sequence of its own, so the update must equal the padded one: loss, entropy, clip share and gradient, to fp32
+    # rounding. Lengths differ (padding would be needed), weights differ (IBPO's weighted SFT), and a row of BRPO's
+    # packed branches in the batch stays as it is.
+    import copy
+
+    from budgetlab.losses import TrainSeq, pack_branches
+    from budgetlab.update import update
+
+    g = torch.Generator().manual_seed(6)
+
+    def seq(n, adv, weight=1.0):
+        ids = torch.randint(3, 200, (n,), generator=g).tolist()
+        return TrainSeq(ids, [0.0] * 4 + [adv] * (n - 4), [False] * 4 + [True] * (n - 4), weight)
+
+    seqs = [seq(9, 1.0, 0.5), seq(14, -0.5), seq(6, 0.7, 2.0), seq(11, -1.0), seq(5, 0.3)]
+    if loss_kind == "ppo":
+        trunk, branch = seq(10, 0.4), seq(8, -0.2)
+        branch.ids[:4] = trunk.ids[:4]
+        seqs.append(pack_branches(trunk, [branch]))
+    model, tok = warm_started()
+
+    def run(pack_width):
+        m = copy.deepcopy(model)
+        params = [p for p in m.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=0.0)
+        cfg = rl_cfg(precision="fp32", micro_batch=4, pack_width=pack_width, normaliser=normaliser, epochs=epochs,
+                     beta=beta)
+        ref = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+        stats = update(m, opt, seqs, loss_kind, cfg, tok.pad_token_id or 0, reference=ref)
+        return stats, [p.grad.clone() for p in params]
+
+    packed, grads_packed = run(24)  # 2-4 sequences a row
+    padded, grads_padded = run(0)
+    for key in ("loss", "entropy", "clip_frac", "kl"):
+        assert packed[key] == pytest.approx(padded[key], rel=1e-5, abs=1e-7), key
+    assert packed["train_tokens"] == padded["train_tokens"]
+    for a, b in zip(grads_packed, grads_padded):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    assert any(float(b.abs().max()) > 0 for b in grads_padded)

@@ -107,14 +107,15 @@ def pack_order(lengths: Sequence[int], width: int) -> list[list[int]]:
     return rows
 
 
-def pack_examples(seqs: Sequence[TrainSeq], width: int) -> list[TrainSeq]:
+def pack_examples(seqs: Sequence[TrainSeq], width: int, shares: bool = True) -> list[TrainSeq]:
     """Whole plain sequences packed into rows of at most max(width, longest) tokens, with no padding inside.
 
     Rows as `pack_order` gives them. In a row, sequence k is segment k with position ids
-    from 0: it attends only to itself (`packed_attention`), so it is scored exactly as alone. `adv` becomes
-    each trained token's share of its sequence's loss, weight / trained tokens, so -Σ adv · log p over the
-    rows equals `weighted_sft_loss` over the unpacked sequences (the SFT step, LOG.md: ~20% less time than
-    padding a batch of 16 testbed examples to its longest)."""
+    from 0: it attends only to itself (`packed_attention`), so it is scored exactly as alone. With `shares`,
+    `adv` becomes each trained token's share of its sequence's loss, weight / trained tokens, so -Σ adv · log p
+    over the rows equals `weighted_sft_loss` over the unpacked sequences (the SFT step, LOG.md: ~20% less time
+    than padding a batch of 16 testbed examples to its longest). Without it `adv` is kept, for the PPO loss,
+    which normalises each segment as a sequence of its own (the RL update)."""
     if any(s.segment is not None for s in seqs):
         raise ValueError("pack_examples got an already packed sequence; pack plain sequences once.")
     packed = []
@@ -123,7 +124,7 @@ def pack_examples(seqs: Sequence[TrainSeq], width: int) -> list[TrainSeq]:
         for k, s in enumerate(seqs[i] for i in row):
             share = s.weight / max(1, s.n_trained)
             ids += s.ids
-            adv += [share if m else 0.0 for m in s.mask]
+            adv += [share if m else 0.0 for m in s.mask] if shares else s.adv
             mask += s.mask
             segment += [k] * len(s.ids)
             position += list(range(len(s.ids)))

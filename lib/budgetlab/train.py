@@ -70,6 +70,9 @@ class RLConfig:
     # of a stage's sampling in `make run` (LOG.md).
     all_budgets: bool = False
     micro_batch: int = 16
+    # The update packs each micro-batch's plain sequences side by side into rows of this many tokens (no padding;
+    # the same loss, losses.pack_examples); 0 pads each sequence to the batch's longest instead
+    pack_width: int = 256
     # Leave out of the update the sequences whose every trained token has advantage 0 (a group that scored alike):
     # under PPO-clip without a KL term they add exactly 0 to the loss and gradient (TrainSeq.idle; LOG.md)
     skip_idle: bool = True
@@ -107,6 +110,8 @@ class RLConfig:
         for name in ("lr", "alpha_start", "alpha_end", "temperature"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
+        if int(self.pack_width) < 0:
+            raise ValueError(f"pack_width={self.pack_width!r} must be a non-negative integer (0 pads instead of packing).")
         if float(self.beta) < 0:
             raise ValueError(f"beta={self.beta!r} must be 0 (no KL term) or positive.")
         if self.l1_alpha is not None and not float(self.l1_alpha) > 0:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from budgetlab.loop import autocast
-from budgetlab.losses import TrainSeq, collate, ppo_clip_loss, token_logprobs, weighted_sft_loss
+from budgetlab.losses import (TrainSeq, collate, pack_examples, packed_sft_loss, ppo_clip_loss, token_logprobs,
+                              weighted_sft_loss)
 from budgetlab.models import reference_model_ctx
 from budgetlab.precision import use_bf16
 
@@ -44,6 +45,8 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
              "idle_seqs": 0}
     if not seqs and (accelerator is None or accelerator.num_processes == 1):
         return stats
+    if loss_kind == "sft" and any(s.segment is not None for s in seqs):
+        raise ValueError("weighted SFT takes plain sequences; packed branches are a PPO-loss layout.")
     device = next(model.parameters()).device
     bf16 = use_bf16(cfg.precision, model)
     n_seqs = sum(s.n_sequences for s in seqs)  # packed branches count as the sequences they stand for
@@ -55,7 +58,11 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
         work = [s for s in seqs if not s.idle]
         stats["idle_seqs"] = n_seqs - sum(s.n_sequences for s in work)
     batches = [work[i:i + cfg.micro_batch] for i in range(0, len(work), cfg.micro_batch)]
-    tensors = [{k: v.to(device) for k, v in collate(b, pad_id).items()} for b in batches]
+    # A micro-batch of plain sequences is packed side by side, no padding (each one scored exactly as alone);
+    # BRPO's packed branches keep their rows.
+    rows = [pack_examples(b, cfg.pack_width, shares=loss_kind == "sft")
+            if cfg.pack_width and all(s.segment is None for s in b) else b for b in batches]
+    tensors = [{k: v.to(device) for k, v in collate(r, pad_id).items()} for r in rows]
     n_work = max(1, sum(s.n_sequences for s in work))  # the per-batch stats are means over computed sequences
 
     # The PPO ratio and KL compare the distributions the rollouts were drawn from (softmax(logits / T)); the
@@ -78,9 +85,9 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
         for b, t in enumerate(tensors):
             with autocast(bf16, device):
                 logp, ent = logprobs(t, with_entropy=epoch == 0)
-            if loss_kind == "sft":
-                if "segment" in t:
-                    raise ValueError("weighted SFT takes plain sequences; packed branches are a PPO-loss layout.")
+            if loss_kind == "sft" and "segment" in t:  # a packed row's adv is each token's share of the loss
+                loss, st = packed_sft_loss(logp, t["adv"]), {}
+            elif loss_kind == "sft":
                 loss, st = weighted_sft_loss(logp, t["mask"], t["weight"]), {}
             else:
                 old_b = old[b] if old is not None else logp.detach()
