@@ -206,6 +206,7 @@ def test_qlora_model_takes_an_rl_step_on_cpu(tmp_path):
     (dict(alpha_end=0.0), "alpha_end=0.0 must be positive"),
     (dict(lr=0), "lr=0"),
     (dict(beta=-1.0), "beta=-1.0"),
+    (dict(pack_width=-1), "pack_width=-1"),
 ])
 def test_bad_rl_config_fails_before_any_model_work(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -111,7 +111,7 @@ class RLConfig:
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
         if int(self.pack_width) < 0:
-            raise ValueError(f"pack_width={self.pack_width!r} must be a non-negative integer (0 pads instead of packing).")
+            raise ValueError(f"pack_width={self.pack_width!r} must be a non-negative integer (0: pad, not pack).")
         if float(self.beta) < 0:
             raise ValueError(f"beta={self.beta!r} must be 0 (no KL term) or positive.")
         if self.l1_alpha is not None and not float(self.l1_alpha) > 0:
