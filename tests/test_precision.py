@@ -131,7 +131,7 @@ def _loss_and_grads(model, t, frozen=None):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def test_holding_the_frozen_base_in_bf16_gives_autocasts_loss_and_gradients_bit_for_bit():
+def test_holding_the_frozen_base_in_bf16_and_lora_inputs_uncast_gives_autocasts_loss_and_gradients_bit_for_bit():
     from budgetlab.losses import collate, pack_examples
     from budgetlab.models import load_model
     from budgetlab.precision import FrozenInBf16
@@ -146,7 +146,8 @@ def test_holding_the_frozen_base_in_bf16_gives_autocasts_loss_and_gradients_bit_
     frozen = FrozenInBf16(model)
     loss, grads = _loss_and_grads(model, t)
     held_loss, held_grads = _loss_and_grads(model, t, frozen)
-    assert torch.equal(loss, held_loss)  # autocast casts to exactly the values held: the same bits
+    # autocast casts to exactly the values held, and a bf16 input cast to fp32 and back is itself: the same bits
+    assert torch.equal(loss, held_loss)
     assert grads.keys() == held_grads.keys() and all(torch.equal(grads[n], held_grads[n]) for n in grads)
     # 2 layers x 7 frozen base projections + the output head; every one is fp32 again outside, the tie restored
     assert len(frozen.swaps) == 15
@@ -156,7 +157,12 @@ def test_holding_the_frozen_base_in_bf16_gives_autocasts_loss_and_gradients_bit_
     with frozen.active():
         assert inner.lm_head.weight.dtype == torch.bfloat16 and inner.model.embed_tokens.weight.dtype == torch.float32
         assert inner.model.layers[1].mlp.up_proj.lora_A["default"].weight.dtype == torch.float32  # trained: as is
-    assert FrozenInBf16(model, enabled=False).swaps == []  # fp32 runs hold nothing
+        assert inner.model.layers[1].mlp.up_proj.cast_input_dtype_enabled is False  # peft's input cast skipped
+    assert inner.model.layers[1].mlp.up_proj.cast_input_dtype_enabled is True  # and back outside
+    off = FrozenInBf16(model, enabled=False)
+    assert off.swaps == []  # fp32 runs hold nothing
+    with off.active():
+        assert inner.model.layers[1].mlp.up_proj.cast_input_dtype_enabled is True  # and change nothing
 
 
 def test_sft_and_the_rl_update_give_the_same_numbers_with_the_frozen_base_held_in_bf16(tmp_path, monkeypatch):
