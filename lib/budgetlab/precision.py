@@ -176,7 +176,7 @@ class FrozenInBf16:
 
     While active, peft's LoRA layers also keep their bf16 input as it is (`peft.helpers.disable_input_dtype_casting`):
     peft casts it to the fp32 adapter weights' dtype and autocast casts it straight back to bf16, two copies
-    of every LoRA layer's input forward and two more backward that give the same bits (13-19% of a bf16 SFT
+    of every LoRA layer's input forward and two more backward that give the same bits (5% of a bf16 SFT
     step, LOG.md)."""
 
     def __init__(self, model, enabled: bool = True):
