@@ -154,8 +154,11 @@ def test_pack_examples_puts_every_example_once_in_rows_no_wider_than_asked():
             assert sum(r.adv[i] for i in at) == pytest.approx({9: 1.0, 6: 1.0, 5: 2.0, 4: 1.0, 3: 0.5}[len(at)])
     narrow = pack_examples(seqs, width=4)  # narrower than the longest example: the rows widen to it (9 | 6+3 | 5+4)
     assert sorted(len(r.ids) for r in narrow) == [9, 9, 9]
-    with pytest.raises(ValueError, match="already packed"):
+    with pytest.raises(ValueError, match="packed branches to turn into shares"):  # a row's shares are its own
         pack_examples(rows, width=10)
+    again = pack_examples(rows, width=30, shares=False)  # packed rows side by side, their segments renumbered
+    assert sum(len(r.ids) for r in again) == sum(len(r.ids) for r in rows)
+    assert all(sorted(set(r.segment)) == list(range(len(set(r.segment)))) for r in again)
 
 
 def test_packed_examples_score_exactly_as_each_example_alone():

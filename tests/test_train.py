@@ -273,6 +273,57 @@ def test_idle_sequences_are_left_out_of_the_update_and_the_step_is_the_same():
 
 @pytest.mark.parametrize("loss_kind,normaliser,epochs,beta", [("ppo", "sequence", 1, 0.0), ("ppo", "constant", 2, 0.5),
                                                                ("sft", "sequence", 1, 0.0)])
+def test_the_update_reads_each_groups_prompt_once_with_the_same_loss_and_gradient(loss_kind, normaliser, epochs, beta):
+    # With RLConfig.share_prompts a group's completions become branches of one row (losses.share_prompts): the
+    # prompt is read once and each completion is still scored and normalised as a sequence of its own, so the
+    # update must equal the one with a prompt copy per completion, to fp32 rounding. Two groups of three and a
+    # lone sequence; in one group a completion starts with the trunk's first token; under PPO one completion is
+    # idle (left out before grouping); IBPO's weighted SFT gets unequal weights.
+    import copy
+
+    from budgetlab.losses import TrainSeq, share_prompts
+    from budgetlab.update import update
+
+    g = torch.Generator().manual_seed(7)
+
+    def ints(n):
+        return torch.randint(3, 200, (n,), generator=g).tolist()
+
+    def group(prompt_len, lengths, advs, weights):
+        prompt = ints(prompt_len)
+        return [TrainSeq(prompt + ints(n), [0.0] * prompt_len + [a] * n, [False] * prompt_len + [True] * n, w)
+                for n, a, w in zip(lengths, advs, weights)]
+
+    first = group(5, [6, 9, 4], [1.0, -0.5, 0.0], [0.5, 2.0, 1.0])
+    second = group(3, [7, 5, 8], [0.3, -1.0, 0.7], [1.0, 1.5, 0.25])
+    second[1].ids[3] = second[0].ids[3]  # the same first completion token as the trunk's
+    seqs = first + second + [TrainSeq(ints(9), [0.0] * 4 + [0.4] * 5, [False] * 4 + [True] * 5)]
+    rows = share_prompts([s for s in seqs if loss_kind == "sft" or not s.idle])
+    assert [r.n_sequences for r in rows] == ([3, 3, 1] if loss_kind == "sft" else [2, 3, 1])
+    assert len(rows[1].ids) == 3 + 7 + (1 + 5) + (1 + 8)  # each branch keeps the prompt's last token
+    model, tok = warm_started()
+
+    def run(shared):
+        m = copy.deepcopy(model)
+        params = [p for p in m.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=0.0)
+        cfg = rl_cfg(precision="fp32", micro_batch=2, share_prompts=shared, normaliser=normaliser, epochs=epochs,
+                     beta=beta)
+        ref = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+        stats = update(m, opt, seqs, loss_kind, cfg, tok.pad_token_id or 0, reference=ref)
+        return stats, [p.grad.clone() for p in params]
+
+    shared, grads_shared = run(True)
+    plain, grads_plain = run(False)
+    for key in ("loss", "entropy", "clip_frac", "kl", "train_tokens", "idle_seqs"):
+        assert shared[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
+    for a, b in zip(grads_shared, grads_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    assert any(float(b.abs().max()) > 0 for b in grads_plain)
+
+
+@pytest.mark.parametrize("loss_kind,normaliser,epochs,beta", [("ppo", "sequence", 1, 0.0), ("ppo", "constant", 2, 0.5),
+                                                               ("sft", "sequence", 1, 0.0)])
 def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gradient(loss_kind, normaliser, epochs,
                                                                                        beta):
     # Packed (RLConfig.pack_width) each sequence attends only to itself from position 0 and is normalised as a

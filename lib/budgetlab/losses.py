@@ -65,20 +65,26 @@ class TrainSeq:
         return counts
 
 
-def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq]) -> TrainSeq:
+def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq], untrained_only: bool = False) -> TrainSeq:
     """One sequence holding `trunk` and every branch that shares a prefix with it, the prefix read once.
 
     A branch keeps only its tokens after the longest prefix it shares with the trunk; their position ids
     continue from that prefix, and they see the trunk up to there and their own earlier tokens only.
-    The shared prefix must be untrained in the branch (it is trained, once, in the trunk).
+    The shared prefix must be untrained in the branch (it is trained, once, in the trunk). A branch's first own
+    token is scored from the trunk's token before it in the row, so it must not be trained either (BRPO's
+    branches begin with the untrained end-of-thinking marker). `untrained_only` ends the sharing one token
+    before the branch's first trained token instead, so that token is scored from the branch's own context
+    (`share_prompts`).
     """
     if trunk.segment is not None:
         raise ValueError("pack_branches got an already packed trunk; pack plain sequences once.")
     ids, adv, mask = list(trunk.ids), list(trunk.adv), list(trunk.mask)
     segment, position = [0] * len(ids), list(range(len(ids)))
     for k, br in enumerate(branches, start=1):
-        share = 0
-        while share < min(len(br.ids), len(trunk.ids)) - 1 and br.ids[share] == trunk.ids[share]:
+        share, limit = 0, min(len(br.ids), len(trunk.ids)) - 1
+        if untrained_only:  # the token before the branch's first trained one stays its own: its logits predict it
+            limit = min(limit, next((i for i, m in enumerate(br.mask) if m), len(br.ids)) - 1)
+        while share < limit and br.ids[share] == trunk.ids[share]:
             share += 1
         if any(br.mask[:share]):
             raise ValueError(f"branch {k} trains tokens it shares with the trunk (first {share}); "
@@ -89,6 +95,29 @@ def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq]) -> TrainSeq:
         segment += [k] * (len(br.ids) - share)
         position += list(range(share, len(br.ids)))
     return TrainSeq(ids, adv, mask, trunk.weight, segment, position)
+
+
+def share_prompts(seqs: Sequence[TrainSeq]) -> list[TrainSeq]:
+    """Neighbouring plain sequences that begin with the same untrained prefix (a GRPO group's prompt) packed
+    as branches of the first (`pack_branches`): the prefix is read once per group, not once per completion.
+    Every sequence keeps its own loss; an already packed sequence stays as it is."""
+    def prefix(s: TrainSeq) -> list[int]:
+        n = next((i for i, m in enumerate(s.mask) if m), len(s.ids))
+        return s.ids[:n]
+
+    out: list[TrainSeq] = []
+    group: list[TrainSeq] = []
+    for s in list(seqs) + [None]:
+        if group and (s is None or s.segment is not None or prefix(s) != prefix(group[0]) or not prefix(s)):
+            out.append(pack_branches(group[0], group[1:], untrained_only=True))
+            group = []
+        if s is None:
+            break
+        if s.segment is not None:
+            out.append(s)
+        else:
+            group.append(s)
+    return out
 
 
 def pack_order(lengths: Sequence[int], width: int) -> list[list[int]]:
@@ -107,6 +136,13 @@ def pack_order(lengths: Sequence[int], width: int) -> list[list[int]]:
     return rows
 
 
+def with_shares(s: TrainSeq) -> TrainSeq:
+    """`s` with each trained token's share of its loss as `adv` (weight / trained tokens) and weight 1: then
+    -Σ adv · log p (`packed_sft_loss`) is its `weighted_sft_loss`, however it is packed."""
+    share = s.weight / max(1, s.n_trained)
+    return TrainSeq(s.ids, [share if m else 0.0 for m in s.mask], s.mask, 1.0, s.segment, s.position)
+
+
 def pack_examples(seqs: Sequence[TrainSeq], width: int, shares: bool = True) -> list[TrainSeq]:
     """Whole plain sequences packed into rows of at most max(width, longest) tokens, with no padding inside.
 
@@ -116,35 +152,40 @@ def pack_examples(seqs: Sequence[TrainSeq], width: int, shares: bool = True) -> 
     over the rows equals `weighted_sft_loss` over the unpacked sequences (the SFT step, LOG.md: ~20% less time
     than padding a batch of 16 testbed examples to its longest). Without it `adv` is kept, for the PPO loss,
     which normalises each segment as a sequence of its own (the RL update)."""
-    if any(s.segment is not None for s in seqs):
-        raise ValueError("pack_examples got an already packed sequence; pack plain sequences once.")
+    if shares and any(s.segment is not None for s in seqs):
+        raise ValueError("pack_examples got packed branches to turn into shares; give them shares before packing.")
     packed = []
     for row in pack_order([len(s.ids) for s in seqs], width):
         ids, adv, mask, segment, position = [], [], [], [], []
-        for k, s in enumerate(seqs[i] for i in row):
-            share = s.weight / max(1, s.n_trained)
+        for s in (seqs[i] for i in row):
+            first = max(segment, default=-1) + 1  # packed branches keep their layout, renumbered after the others
             ids += s.ids
-            adv += [share if m else 0.0 for m in s.mask] if shares else s.adv
+            adv += with_shares(s).adv if shares else s.adv
             mask += s.mask
-            segment += [k] * len(s.ids)
-            position += list(range(len(s.ids)))
+            segment += [first + k for k in s.segment] if s.segment is not None else [first] * len(s.ids)
+            position += s.position if s.position is not None else list(range(len(s.ids)))
         packed.append(TrainSeq(ids, adv, mask, 1.0, segment, position))
     return packed
 
 
 def packed_attention(segment: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Boolean attention [B, 1, L, L] for packed rows: query t sees key u (u <= t) in its own segment, or in
-    the trunk (segment 0) before the query's segment starts (never, for `pack_examples`' rows: every segment
-    starts at position 0). Padding queries see only themselves."""
+    its trunk before the query's segment starts. A segment that starts at position 0 is a sequence of its own
+    (a trunk, or a plain sequence of `pack_examples`); one that starts later is a branch of the nearest such
+    segment before it (`pack_branches`), so several groups of branches can share a row. Padding queries see
+    only themselves."""
     big = torch.iinfo(position.dtype).max
     seg_ids = torch.arange(int(segment.max()) + 1, device=segment.device)
     in_seg = (segment.unsqueeze(-1) == seg_ids) & valid.unsqueeze(-1)  # [B, L, K]
     start = torch.where(in_seg, position.unsqueeze(-1), torch.full_like(in_seg, big, dtype=position.dtype)).min(1).values
+    trunk = torch.where(start == 0, seg_ids, torch.full_like(seg_ids, -1)).cummax(1).values  # [B, K]
     start_of_query = start.gather(1, segment.clamp(min=0))  # [B, L]
+    trunk_of_query = trunk.gather(1, segment.clamp(min=0))  # [B, L]
     order = torch.arange(segment.shape[1], device=segment.device)
     causal = order.view(1, -1, 1) >= order.view(1, 1, -1)  # [1, Lq, Lk]
     same = segment.unsqueeze(2) == segment.unsqueeze(1)
-    trunk_before = (segment.unsqueeze(1) == 0) & (position.unsqueeze(1) < start_of_query.unsqueeze(2))
+    trunk_before = ((segment.unsqueeze(1) == trunk_of_query.unsqueeze(2))
+                    & (position.unsqueeze(1) < start_of_query.unsqueeze(2)))
     allowed = causal & (same | trunk_before) & valid.unsqueeze(1) & valid.unsqueeze(2)
     allowed |= torch.eye(segment.shape[1], dtype=torch.bool, device=segment.device).unsqueeze(0)
     return allowed.unsqueeze(1)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from budgetlab.loop import autocast
-from budgetlab.losses import (TrainSeq, collate, pack_examples, packed_sft_loss, ppo_clip_loss, token_logprobs,
-                              weighted_sft_loss)
+from budgetlab.losses import (TrainSeq, collate, pack_examples, packed_sft_loss, ppo_clip_loss, share_prompts,
+                              token_logprobs, weighted_sft_loss, with_shares)
 from budgetlab.models import reference_model_ctx
 from budgetlab.precision import use_bf16
 
@@ -57,11 +57,13 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     if cfg.skip_idle and loss_kind == "ppo" and cfg.beta == 0:
         work = [s for s in seqs if not s.idle]
         stats["idle_seqs"] = n_seqs - sum(s.n_sequences for s in work)
+    if cfg.share_prompts:  # a group's prompt read once: its completions as branches (weighted SFT: as shares)
+        work = share_prompts([with_shares(s) for s in work] if loss_kind == "sft" else work)
     batches = [work[i:i + cfg.micro_batch] for i in range(0, len(work), cfg.micro_batch)]
-    # A micro-batch of plain sequences is packed side by side, no padding (each one scored exactly as alone);
-    # BRPO's packed branches keep their rows.
-    rows = [pack_examples(b, cfg.pack_width, shares=loss_kind == "sft")
-            if cfg.pack_width and all(s.segment is None for s in b) else b for b in batches]
+    # A micro-batch is packed side by side into rows, no padding (each sequence scored exactly as alone, branches
+    # with their trunk); weighted SFT's sequences carry their shares of the loss by then.
+    rows = [pack_examples(b, cfg.pack_width, shares=loss_kind == "sft" and not cfg.share_prompts)
+            if cfg.pack_width and (cfg.share_prompts or all(s.segment is None for s in b)) else b for b in batches]
     tensors = [{k: v.to(device) for k, v in collate(r, pad_id).items()} for r in rows]
     n_work = max(1, sum(s.n_sequences for s in work))  # the per-batch stats are means over computed sequences
 
