@@ -38,8 +38,9 @@ def test_the_bound_at_peak_keeps_the_time_outside_the_matmuls():
 def test_a_counted_training_step_holds_its_backward_too():
     import torch
 
-    from budgetlab.losses import collate, token_logprobs
+    from budgetlab.losses import token_logprobs
     from budgetlab.models import load_model
+    from budgetlab.packing import collate
     from budgetlab.prompts import sft_example
     from budgetlab.synthetic import make_testbed
 

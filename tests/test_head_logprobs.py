@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import budgetlab.head_logprobs as hl
-from budgetlab.losses import TrainSeq, collate, pack_branches, token_logprobs
+from budgetlab.losses import token_logprobs
+from budgetlab.packing import TrainSeq, collate, pack_branches
 
 
 def reference(hidden, weight, targets):

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from budgetlab.losses import (TrainSeq, collate, normalise, pack_branches, pack_examples, packed_attention,
-                              packed_sft_loss, ppo_clip_loss, token_logprobs, weighted_sft_loss)
+from budgetlab.losses import normalise, packed_sft_loss, ppo_clip_loss, token_logprobs, weighted_sft_loss
+from budgetlab.packing import TrainSeq, collate, pack_branches, pack_examples, packed_attention
 
 
 def test_ppo_loss_at_ratio_one_is_minus_mean_advantage_per_sequence():

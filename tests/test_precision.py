@@ -132,7 +132,7 @@ def _loss_and_grads(model, t, frozen=None):
 
 
 def test_holding_the_frozen_base_in_bf16_and_lora_inputs_uncast_gives_autocasts_loss_and_gradients_bit_for_bit():
-    from budgetlab.losses import collate, pack_examples
+    from budgetlab.packing import collate, pack_examples
     from budgetlab.models import load_model
     from budgetlab.precision import FrozenInBf16
     from budgetlab.prompts import sft_example
@@ -167,7 +167,7 @@ def test_holding_the_frozen_base_in_bf16_and_lora_inputs_uncast_gives_autocasts_
 
 def test_sft_and_the_rl_update_give_the_same_numbers_with_the_frozen_base_held_in_bf16(tmp_path, monkeypatch):
     import budgetlab.sft as sft_module
-    from budgetlab.losses import TrainSeq
+    from budgetlab.packing import TrainSeq
     from budgetlab.models import load_model
     from budgetlab.precision import FrozenInBf16
     from budgetlab.prompts import sft_example

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from budgetlab.head_logprobs import plain_head
-from budgetlab.losses import collate, pack_examples, packed_sft_loss, token_logprobs
+from budgetlab.losses import packed_sft_loss, token_logprobs
+from budgetlab.packing import collate, pack_examples
 from budgetlab.models import load_model, trainable_state
 from budgetlab.prefix import frozen_depth, layer_range, prefix_states, rows_of_states, worth_caching
 from budgetlab.prompts import sft_example

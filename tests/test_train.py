@@ -127,7 +127,7 @@ def test_the_update_scores_ppo_at_the_sampling_temperature_and_sft_at_one(logits
     # PPO's ratio and KL compare the distribution the rollouts came from, softmax(logits / T); the weighted
     # SFT step fits the model itself. Gradients at T = 0.5 must equal those of doubled logits at T = 1 (ppo)
     # or of the unchanged model (sft).
-    from budgetlab.losses import TrainSeq
+    from budgetlab.packing import TrainSeq
     from budgetlab.update import update
 
     model, tok = warm_started()
@@ -229,7 +229,7 @@ def test_idle_sequences_are_left_out_of_the_update_and_the_step_is_the_same():
     # on its momentum and weight decay, exactly as when the zeros are computed.
     import copy
 
-    from budgetlab.losses import TrainSeq, pack_branches
+    from budgetlab.packing import TrainSeq, pack_branches
     from budgetlab.update import update
 
     g = torch.Generator().manual_seed(5)
@@ -274,14 +274,14 @@ def test_idle_sequences_are_left_out_of_the_update_and_the_step_is_the_same():
 @pytest.mark.parametrize("loss_kind,normaliser,epochs,beta", [("ppo", "sequence", 1, 0.0), ("ppo", "constant", 2, 0.5),
                                                                ("sft", "sequence", 1, 0.0)])
 def test_the_update_reads_each_groups_prompt_once_with_the_same_loss_and_gradient(loss_kind, normaliser, epochs, beta):
-    # With RLConfig.share_prompts a group's completions become branches of one row (losses.share_prompts): the
+    # With RLConfig.share_prompts a group's completions become branches of one row (packing.share_prompts): the
     # prompt is read once and each completion is still scored and normalised as a sequence of its own, so the
     # update must equal the one with a prompt copy per completion, to fp32 rounding. Two groups of three and a
     # lone sequence; in one group a completion starts with the trunk's first token; under PPO one completion is
     # idle (left out before grouping); IBPO's weighted SFT gets unequal weights.
     import copy
 
-    from budgetlab.losses import TrainSeq, share_prompts
+    from budgetlab.packing import TrainSeq, share_prompts
     from budgetlab.update import update
 
     g = torch.Generator().manual_seed(7)
@@ -332,7 +332,7 @@ def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gr
     # packed branches in the batch stays as it is.
     import copy
 
-    from budgetlab.losses import TrainSeq, pack_branches
+    from budgetlab.packing import TrainSeq, pack_branches
     from budgetlab.update import update
 
     g = torch.Generator().manual_seed(6)

@@ -16,7 +16,7 @@ import torch
 
 from budgetlab.advantages import brpo_advantages, grpo_advantages, ibpo_select, summary_advantages, token_advantages
 from budgetlab.budgets import prior_weights
-from budgetlab.losses import TrainSeq, pack_branches
+from budgetlab.packing import TrainSeq, pack_branches
 from budgetlab.rewards import l1_max_reward
 from budgetlab.traces import Summary, Trace
 from budgetlab.truncation import Markers

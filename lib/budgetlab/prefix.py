@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from budgetlab.head_logprobs import plain_head
-from budgetlab.losses import TrainSeq, collate, pack_examples, pack_order
+from budgetlab.packing import TrainSeq, collate, pack_examples, pack_order
 
 CACHE_BYTES = 2 << 30  # the most memory the states of one SFT run may take (fp32)
 

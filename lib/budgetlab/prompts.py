@@ -81,7 +81,7 @@ def encode_target(tok, thinking: str | list[int], answer: str, budget: int | Non
 def sft_example(tok, question: str, thinking: str | list[int], answer: str, budget: int | None = None,
                 style: str = "plain"):
     """A TrainSeq for SFT: prompt tokens (in prompt `style`) untrained, target tokens trained with weight 1."""
-    from budgetlab.losses import TrainSeq
+    from budgetlab.packing import TrainSeq
 
     prompt = encode_prompt(tok, question, think=budget is None, style=style)
     _, target = encode_target(tok, thinking, answer, budget)

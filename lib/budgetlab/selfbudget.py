@@ -15,7 +15,7 @@ import torch
 
 from budgetlab.config import check_choice
 from budgetlab.inference import generation_copy
-from budgetlab.losses import TrainSeq
+from budgetlab.packing import TrainSeq
 from budgetlab.precision import dtype_name, use_bf16
 from budgetlab.prompts import encode_prompt, sft_example
 from budgetlab.rewards import correctness_reward, selfbudgeter_reward_parts

@@ -20,8 +20,8 @@ import torch
 from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metrics
 from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
 from budgetlab.head_logprobs import plain_head
-from budgetlab.losses import (TrainSeq, collate, pack_examples, pack_order, packed_sft_loss, token_logprobs,
-                              weighted_sft_loss)
+from budgetlab.losses import packed_sft_loss, token_logprobs, weighted_sft_loss
+from budgetlab.packing import TrainSeq, collate, pack_examples, pack_order
 from budgetlab.precision import FrozenInBf16, check_precision, use_bf16
 from budgetlab.prefix import frozen_depth, layer_range, prefix_states, rows_of_states, worth_caching
 from budgetlab.tracking import Tracker

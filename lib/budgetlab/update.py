@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from budgetlab.loop import autocast
-from budgetlab.losses import (TrainSeq, collate, pack_examples, packed_sft_loss, ppo_clip_loss, share_prompts,
-                              token_logprobs, weighted_sft_loss, with_shares)
+from budgetlab.losses import packed_sft_loss, ppo_clip_loss, token_logprobs, weighted_sft_loss
+from budgetlab.packing import TrainSeq, collate, pack_examples, share_prompts, with_shares
 from budgetlab.models import reference_model_ctx
 from budgetlab.precision import use_bf16
 
