@@ -329,7 +329,7 @@ def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gr
     # Packed (RLConfig.pack_width) each sequence attends only to itself from position 0 and is normalised as a
     # sequence of its own, so the update must equal the padded one: loss, entropy, clip share and gradient, to fp32
     # rounding. Lengths differ (padding would be needed), weights differ (IBPO's weighted SFT), and a row of BRPO's
-    # packed branches in the batch stays as it is.
+    # packed branches in the batch goes side by side with them (its trunk found by packed_attention).
     import copy
 
     from budgetlab.packing import TrainSeq, pack_branches
