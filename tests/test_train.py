@@ -271,6 +271,21 @@ def test_idle_sequences_are_left_out_of_the_update_and_the_step_is_the_same():
     assert with_kl["idle_seqs"] == 0
 
 
+def update_gradients(model, tok, seqs, loss_kind, **cfg):
+    """(stats, gradients) of one fp32 `update` of a copy of `model` on `seqs`, its weights left as they were
+    (SGD, lr 0); the run's starting weights are the KL reference."""
+    import copy
+
+    from budgetlab.update import update
+
+    m = copy.deepcopy(model)
+    params = [p for p in m.parameters() if p.requires_grad]
+    ref = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+    stats = update(m, torch.optim.SGD(params, lr=0.0), seqs, loss_kind, rl_cfg(precision="fp32", **cfg),
+                   tok.pad_token_id or 0, reference=ref)
+    return stats, [p.grad.clone() for p in params]
+
+
 @pytest.mark.parametrize("loss_kind,normaliser,epochs,beta", [("ppo", "sequence", 1, 0.0), ("ppo", "constant", 2, 0.5),
                                                                ("sft", "sequence", 1, 0.0)])
 def test_the_update_reads_each_groups_prompt_once_with_the_same_loss_and_gradient(loss_kind, normaliser, epochs, beta):
@@ -279,10 +294,7 @@ def test_the_update_reads_each_groups_prompt_once_with_the_same_loss_and_gradien
     # update must equal the one with a prompt copy per completion, to fp32 rounding. Two groups of three and a
     # lone sequence; in one group a completion starts with the trunk's first token; under PPO one completion is
     # idle (left out before grouping); IBPO's weighted SFT gets unequal weights.
-    import copy
-
     from budgetlab.packing import TrainSeq, share_prompts
-    from budgetlab.update import update
 
     g = torch.Generator().manual_seed(7)
 
@@ -304,14 +316,8 @@ def test_the_update_reads_each_groups_prompt_once_with_the_same_loss_and_gradien
     model, tok = warm_started()
 
     def run(shared):
-        m = copy.deepcopy(model)
-        params = [p for p in m.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=0.0)
-        cfg = rl_cfg(precision="fp32", micro_batch=2, share_prompts=shared, normaliser=normaliser, epochs=epochs,
-                     beta=beta)
-        ref = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
-        stats = update(m, opt, seqs, loss_kind, cfg, tok.pad_token_id or 0, reference=ref)
-        return stats, [p.grad.clone() for p in params]
+        return update_gradients(model, tok, seqs, loss_kind, micro_batch=2, share_prompts=shared,
+                                normaliser=normaliser, epochs=epochs, beta=beta)
 
     shared, grads_shared = run(True)
     plain, grads_plain = run(False)
@@ -330,10 +336,7 @@ def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gr
     # sequence of its own, so the update must equal the padded one: loss, entropy, clip share and gradient, to fp32
     # rounding. Lengths differ (padding would be needed), weights differ (IBPO's weighted SFT), and a row of BRPO's
     # packed branches in the batch goes side by side with them (its trunk found by packed_attention).
-    import copy
-
     from budgetlab.packing import TrainSeq, pack_branches
-    from budgetlab.update import update
 
     g = torch.Generator().manual_seed(6)
 
@@ -349,14 +352,8 @@ def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gr
     model, tok = warm_started()
 
     def run(pack_width):
-        m = copy.deepcopy(model)
-        params = [p for p in m.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=0.0)
-        cfg = rl_cfg(precision="fp32", micro_batch=4, pack_width=pack_width, normaliser=normaliser, epochs=epochs,
-                     beta=beta)
-        ref = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
-        stats = update(m, opt, seqs, loss_kind, cfg, tok.pad_token_id or 0, reference=ref)
-        return stats, [p.grad.clone() for p in params]
+        return update_gradients(model, tok, seqs, loss_kind, micro_batch=4, pack_width=pack_width,
+                                normaliser=normaliser, epochs=epochs, beta=beta)
 
     packed, grads_packed = run(24)  # 2-4 sequences a row
     padded, grads_padded = run(0)
