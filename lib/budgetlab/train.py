@@ -73,8 +73,8 @@ class RLConfig:
     # The update packs each micro-batch's plain sequences side by side into rows of this many tokens (no padding;
     # the same loss, packing.pack_examples); 0 pads each sequence to the batch's longest instead
     pack_width: int = 256
-    # The PPO update holds each group's completions as branches of one row, their shared prompt read once
-    # (packing.share_prompts; the same loss to rounding); False gives every completion its own copy of the prompt
+    # The update (PPO and IBPO's weighted SFT) holds each group's completions as branches of one row, their shared
+    # prompt read once (packing.share_prompts; the same loss to rounding); False: a prompt copy per completion
     share_prompts: bool = True
     # Leave out of the update the sequences whose every trained token has advantage 0 (a group that scored alike):
     # under PPO-clip without a KL term they add exactly 0 to the loss and gradient (TrainSeq.idle; LOG.md)

@@ -13,8 +13,8 @@ import torch
 
 from budgetlab.loop import autocast
 from budgetlab.losses import packed_sft_loss, ppo_clip_loss, token_logprobs, weighted_sft_loss
-from budgetlab.packing import TrainSeq, collate, pack_examples, share_prompts, with_shares
 from budgetlab.models import reference_model_ctx
+from budgetlab.packing import TrainSeq, collate, pack_examples, share_prompts, with_shares
 from budgetlab.precision import use_bf16
 
 if TYPE_CHECKING:
