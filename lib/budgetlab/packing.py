@@ -27,8 +27,9 @@ class TrainSeq:
     adv: list[float]
     mask: list[bool]
     weight: float = 1.0  # per-sequence weight (IBPO's selection, SFT example weights)
-    # Packed branches (pack_branches): segment 0 is the trunk, k >= 1 the k-th branch; position is the
-    # token's position id (a branch restarts where it leaves the trunk). None for a plain sequence.
+    # Packed rows: each token's segment and position id. In `pack_branches` segment 0 is the trunk, k >= 1 the
+    # k-th branch (a branch restarts where it leaves the trunk); side by side (`pack_examples`) a segment that
+    # starts at position 0 is a sequence or trunk of its own. None for a plain sequence.
     segment: list[int] | None = None
     position: list[int] | None = None
 
@@ -40,6 +41,11 @@ class TrainSeq:
     @property
     def n_trained(self) -> int:
         return sum(self.mask)
+
+    @property
+    def first_trained(self) -> int:
+        """Index of the first trained token (len(ids) if none): what comes before it is the untrained prefix."""
+        return next((i for i, m in enumerate(self.mask) if m), len(self.ids))
 
     @property
     def n_sequences(self) -> int:
@@ -79,7 +85,7 @@ def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq], untrained_only:
     for k, br in enumerate(branches, start=1):
         share, limit = 0, min(len(br.ids), len(trunk.ids)) - 1
         if untrained_only:  # the token before the branch's first trained one stays its own: its logits predict it
-            limit = min(limit, next((i for i, m in enumerate(br.mask) if m), len(br.ids)) - 1)
+            limit = min(limit, br.first_trained - 1)
         while share < limit and br.ids[share] == trunk.ids[share]:
             share += 1
         if any(br.mask[:share]):
@@ -98,8 +104,7 @@ def share_prompts(seqs: Sequence[TrainSeq]) -> list[TrainSeq]:
     as branches of the first (`pack_branches`): the prefix is read once per group, not once per completion.
     Every sequence keeps its own loss; an already packed sequence stays as it is."""
     def prefix(s: TrainSeq) -> list[int]:
-        n = next((i for i, m in enumerate(s.mask) if m), len(s.ids))
-        return s.ids[:n]
+        return s.ids[:s.first_trained]
 
     out: list[TrainSeq] = []
     group: list[TrainSeq] = []
