@@ -363,3 +363,66 @@ def test_the_update_packs_plain_sequences_side_by_side_with_the_same_loss_and_gr
     for a, b in zip(grads_packed, grads_padded):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
     assert any(float(b.abs().max()) > 0 for b in grads_padded)
+
+
+@pytest.mark.parametrize("method,epochs,beta", [("grpo", 1, 0.0), ("brpo", 2, 0.5), ("ibpo", 1, 0.0)])
+def test_the_update_from_the_rollouts_frozen_layer_states_gives_the_same_loss_and_gradient(method, epochs, beta):
+    # With LoRA on the top layer only, the rollout keeps every token's state after the bottom (frozen) layer
+    # (HFRollout's record_depth, RLConfig.reuse_states) and the update runs the top layer alone on them. Loss,
+    # stats and gradients must equal the update that runs every layer, to fp32 rounding, in each method's layout:
+    # GRPO's groups read their prompt once, BRPO's summaries are packed branches (two epochs and a KL term), IBPO
+    # trains by weighted SFT. The bottom layer must not run in the update at all.
+    import dataclasses
+
+    from budgetlab.methods import Step, get_method, summary_budgets
+    from budgetlab.prefix import frozen_depth
+    from budgetlab.prompts import encode_prompt
+    from budgetlab.rollout import HFRollout
+    from budgetlab.truncation import Markers
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny", adapter="lora", lora_r=4, lora_layers=1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(1))
+    cfg = rl_cfg(method, precision="fp32", epochs=epochs, beta=beta, quota=1.0).validate()  # IBPO: every trace long
+    budgets = summary_budgets(method, cfg.budgets)
+    model.eval()
+    traces = HFRollout(model, tok, record_depth=frozen_depth(model)).rollout(
+        [encode_prompt(tok, r["question"]) for r in ROWS[:2] for _ in range(3)], budgets, max_summary=4)
+    rewards = torch.randint(0, 2, (2, 3, len(budgets), 1), generator=torch.Generator().manual_seed(3)).float()
+    out = get_method(method)(Step(traces, rewards, budgets, Markers.from_tokenizer(tok), cfg))
+    assert out.seqs and all(s.states is not None for s in out.seqs)
+    bottom = []
+    model.base_model.model.model.layers[0].register_forward_hook(lambda *_: bottom.append(1))
+
+    def run(seqs):
+        bottom.clear()
+        return (*update_gradients(model, tok, seqs, out.loss, micro_batch=4, epochs=epochs, beta=beta), len(bottom))
+
+    reused, grads_reused, bottom_reused = run(out.seqs)
+    plain, grads_plain, bottom_plain = run([dataclasses.replace(s, states=None) for s in out.seqs])
+    assert bottom_reused == 0 and bottom_plain > 0
+    for key in ("loss", "entropy", "clip_frac", "kl", "train_tokens", "idle_seqs"):
+        assert reused[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
+    for a, b in zip(grads_reused, grads_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    assert any(float(b.abs().max()) > 0 for b in grads_plain)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_the_rl_loop_hands_the_rollouts_states_to_the_update_unless_told_not_to(tmp_path, monkeypatch, reuse):
+    import budgetlab.train as loop
+
+    has_states, real_update = [], loop.update
+
+    def update(model, opt, seqs, *args, **kwargs):
+        has_states.extend(s.states is not None for s in seqs)
+        return real_update(model, opt, seqs, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "update", update)
+    torch.manual_seed(0)
+    model, tok = load_model("tiny", adapter="lora", lora_r=4, lora_layers=1)
+    train_rl(model, tok, ROWS, rl_cfg("grpo", steps=1, reuse_states=reuse), tmp_path, progress=False)
+    assert len(has_states) == 4 and all(h == reuse for h in has_states)

@@ -14,6 +14,10 @@ does, and then leaves. A row's logits then come out of matmuls over fewer rows, 
 SmolLM2's logits, LOG.md), so a draw that falls on a boundary can differ from `generate`'s; the tests
 check token equality on a model and batch where the bits agree.
 
+With `record` = k, the residual stream after the first k decoder layers is kept for every token fed
+(`prefix.recording_states`): the frozen layers' work the RL update would otherwise repeat. A row's last new
+token is never fed (nothing needs its logits), so its state is not kept.
+
 The cache's plain layers append into room reserved for the whole decode (`reserve_room`) instead of
 `torch.cat`, which copies every layer's keys and values on every step: the same values, a few percent of a
 rollout on the AVX2 CPU (LOG.md, fourteenth session).
@@ -21,27 +25,35 @@ rollout on the AVX2 CPU (LOG.md, fourteenth session).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from dataclasses import dataclass
 
 import torch
 
+from budgetlab.prefix import recording_states
+
 
 @dataclass
 class Decoded:
     sequences: torch.Tensor  # [B, W + steps]: the input ids, then each row's new tokens, pad after it is done
     cache: object | None  # with keep_cache: every row's DynamicCache over the first W + steps - 1 positions
+    # with record: [B, W + steps, hidden] fp32, column by column as `sequences`, and [B, W + steps] which were fed
+    states: torch.Tensor | None = None
+    fed: torch.Tensor | None = None
 
 
 def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id: int, pad_id: int,
-           sampler=None, stop=None, cache=None, keep_cache: bool = False, room: bool = True) -> Decoded:
+           sampler=None, stop=None, cache=None, keep_cache: bool = False, room: bool = True,
+           record: int = 0) -> Decoded:
     """Greedy decoding of `sampler`'s draw (argmax of the logits when None) for every row of `ids` [B, W].
 
     `mask` [B, W] marks real tokens (left padding, or masked-out columns inside a row). `stop`: a transformers
     `StoppingCriteria` called on the rows still decoding. `cache`: a DynamicCache over the first positions of
     `ids` (the rest are fed as the first step). `keep_cache`: return every row's cache, as `generate` would.
-    `room`: append into reserved room (False: transformers' `torch.cat`, the plain path the tests compare with)."""
+    `room`: append into reserved room (False: transformers' `torch.cat`, the plain path the tests compare with).
+    `record`: keep each fed token's state after that many decoder layers (`Decoded.states`); 0 keeps none."""
     from transformers import DynamicCache
 
     if max_new < 1:
@@ -61,10 +73,18 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
     kept: dict[int, list] = {}  # row -> its cache per layer, taken when the row left the batch
     step_ids, step_pos, step_mask = ids[:, past:], position[:, past:], mask
     steps, extra = 0, _forward_kwargs(model, cache)
-    with torch.inference_mode():
+    states = fed = None
+    if record:
+        states = torch.zeros((n_rows, width + max_new, model.config.hidden_size), device=device)
+        fed = torch.zeros((n_rows, width + max_new), dtype=torch.bool, device=device)
+    with torch.inference_mode(), (recording_states(model, record) if record else contextlib.nullcontext([])) as seen:
         while True:
             logits = model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_pos, use_cache=True,
                            **extra).logits[:, -1].float()
+            if seen:  # the columns this forward fed: the prompt's (past on), then each step's newest token
+                col = width + steps - step_ids.shape[1]
+                states[rows, col:col + step_ids.shape[1]] = seen.pop()
+                fed[rows, col:col + step_ids.shape[1]] = True
             now = live.nonzero().squeeze(1)  # batch positions still decoding
             if sampler is None:
                 token = logits[now].argmax(-1)
@@ -94,7 +114,9 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, *, eos_id
             step_mask = torch.cat([step_mask, step_mask.new_ones(len(rows), 1)], 1)
             step_pos = step_pos[:, -1:] + 1
     sequences = torch.cat([ids, new[:, :steps]], 1)
-    return Decoded(sequences, _all_rows(cache, kept, rows, n_rows, model.config) if keep_cache else None)
+    if record:
+        states, fed = states[:, :width + steps], fed[:, :width + steps]
+    return Decoded(sequences, _all_rows(cache, kept, rows, n_rows, model.config) if keep_cache else None, states, fed)
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,7 +50,8 @@ def completion_seq(trace: Trace, summary: Summary, markers: Markers, think_adv, 
 
     `think_adv` is a float or one value per kept thinking token. The model's own </think> (thinking closed
     before the cut) is trained with the last thinking token's advantage; the cut marker and the answer cue
-    were inserted, so they are never trained (SPEC §6).
+    were inserted, so they are never trained (SPEC §6). The rollout's recorded states, where it kept them, come
+    along (`TrainSeq.states`).
     """
     kept = trace.thinking_ids[: summary.kept]
     scalar = isinstance(think_adv, (int, float))
@@ -72,7 +73,10 @@ def completion_seq(trace: Trace, summary: Summary, markers: Markers, think_adv, 
     ids += summary.ids
     adv += [float(summary_adv)] * len(summary.ids)
     mask += [True] * len(summary.ids)
-    return TrainSeq(ids, adv, mask)
+    states = None  # the rollout's frozen-layer states, where it kept them: the prompt and kept thinking, the rest
+    if trace.states is not None and summary.states is not None:
+        states = torch.cat([trace.states[:len(p) + len(kept)], summary.states])
+    return TrainSeq(ids, adv, mask, states=states)
 
 
 def terminal_rewards(step: Step) -> torch.Tensor:

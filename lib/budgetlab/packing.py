@@ -13,7 +13,7 @@ packed side by side the same way (`pack_examples`, the SFT step and the RL updat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -32,11 +32,16 @@ class TrainSeq:
     # starts at position 0 is a sequence or trunk of its own. None for a plain sequence.
     segment: list[int] | None = None
     position: list[int] | None = None
+    # [L, hidden]: each token's state after the frozen decoder layers, when the rollout kept them (the update then
+    # runs only the layers above: `prefix.recording_states`); None: the update computes them
+    states: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not (len(self.ids) == len(self.adv) == len(self.mask)):
             raise ValueError(f"TrainSeq parts differ in length: ids {len(self.ids)}, adv {len(self.adv)}, "
                              f"mask {len(self.mask)}.")
+        if self.states is not None and len(self.states) != len(self.ids):
+            raise ValueError(f"TrainSeq states cover {len(self.states)} tokens, ids {len(self.ids)}.")
 
     @property
     def n_trained(self) -> int:
@@ -82,6 +87,7 @@ def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq], untrained_only:
         raise ValueError("pack_branches got an already packed trunk; pack plain sequences once.")
     ids, adv, mask = list(trunk.ids), list(trunk.adv), list(trunk.mask)
     segment, position = [0] * len(ids), list(range(len(ids)))
+    states = [trunk.states]
     for k, br in enumerate(branches, start=1):
         share, limit = 0, min(len(br.ids), len(trunk.ids)) - 1
         if untrained_only:  # the token before the branch's first trained one stays its own: its logits predict it
@@ -96,7 +102,8 @@ def pack_branches(trunk: TrainSeq, branches: Sequence[TrainSeq], untrained_only:
         mask += br.mask[share:]
         segment += [k] * (len(br.ids) - share)
         position += list(range(share, len(br.ids)))
-    return TrainSeq(ids, adv, mask, trunk.weight, segment, position)
+        states.append(br.states[share:] if br.states is not None else None)
+    return TrainSeq(ids, adv, mask, trunk.weight, segment, position, joined(states))
 
 
 def share_prompts(seqs: Sequence[TrainSeq]) -> list[TrainSeq]:
@@ -141,7 +148,7 @@ def with_shares(s: TrainSeq) -> TrainSeq:
     """`s` with each trained token's share of its loss as `adv` (weight / trained tokens) and weight 1: then
     -Σ adv · log p (`packed_sft_loss`) is its `weighted_sft_loss`, however it is packed."""
     share = s.weight / max(1, s.n_trained)
-    return TrainSeq(s.ids, [share if m else 0.0 for m in s.mask], s.mask, 1.0, s.segment, s.position)
+    return TrainSeq(s.ids, [share if m else 0.0 for m in s.mask], s.mask, 1.0, s.segment, s.position, s.states)
 
 
 def pack_examples(seqs: Sequence[TrainSeq], width: int, shares: bool = True) -> list[TrainSeq]:
@@ -158,6 +165,7 @@ def pack_examples(seqs: Sequence[TrainSeq], width: int, shares: bool = True) -> 
     packed = []
     for row in pack_order([len(s.ids) for s in seqs], width):
         ids, adv, mask, segment, position = [], [], [], [], []
+        states = [seqs[i].states for i in row]
         for s in (seqs[i] for i in row):
             first = max(segment, default=-1) + 1  # packed branches keep their layout, renumbered after the others
             ids += s.ids
@@ -165,8 +173,13 @@ def pack_examples(seqs: Sequence[TrainSeq], width: int, shares: bool = True) -> 
             mask += s.mask
             segment += [first + k for k in s.segment] if s.segment is not None else [first] * len(s.ids)
             position += s.position if s.position is not None else list(range(len(s.ids)))
-        packed.append(TrainSeq(ids, adv, mask, 1.0, segment, position))
+        packed.append(TrainSeq(ids, adv, mask, 1.0, segment, position, joined(states)))
     return packed
+
+
+def joined(states: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    """The parts' states end to end, or None when any part has none."""
+    return None if any(s is None for s in states) else torch.cat(list(states))
 
 
 def packed_attention(segment: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -196,7 +209,8 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a list of TrainSeq into ids, attention, adv and mask tensors of shape [B, L].
 
     With packed sequences among them, also `segment` and `position` [B, L] (padding: segment -1) and
-    `attention` becomes the boolean [B, 1, L, L] of `packed_attention`."""
+    `attention` becomes the boolean [B, 1, L, L] of `packed_attention`. When every sequence has `states`, also
+    `states` [B, L, hidden] (padding: 0)."""
     width = max(len(s.ids) for s in seqs)
     out = {"ids": torch.full((len(seqs), width), pad_id, dtype=torch.long),
            "attention": torch.zeros((len(seqs), width), dtype=torch.long),
@@ -217,4 +231,8 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
             out["segment"][i, :n] = torch.tensor(s.segment if s.segment is not None else [0] * n)
             out["position"][i, :n] = torch.tensor(s.position if s.position is not None else list(range(n)))
         out["attention"] = packed_attention(out["segment"], out["position"], out["attention"].bool())
+    if all(s.states is not None for s in seqs):
+        out["states"] = torch.zeros((len(seqs), width, seqs[0].states.shape[-1]))
+        for i, s in enumerate(seqs):
+            out["states"][i, :len(s.ids)] = s.states
     return out

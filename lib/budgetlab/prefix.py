@@ -9,6 +9,11 @@ the time saved).
 The states are computed in a fixed order, whatever step a run starts from, so a resumed run uses the very
 values an uninterrupted one did. They come from other packed rows than a step's own, so they equal the plain
 path's only to rounding (tests/test_prefix.py states the tolerance).
+
+The RL update's sequences are new every step, but the rollout that sampled them already ran the same frozen
+layers over every token (its bottom layers hold the base's weights: LoRA is on the top layers only).
+`recording_states` keeps what those layers wrote while the rollout decodes (`decode.decode(record=...)`), and
+the update runs only the layers above on them (`RLConfig.reuse_states`).
 """
 
 from __future__ import annotations
@@ -59,6 +64,24 @@ def layer_range(decoder, start: int, stop: int | None = None):
         yield decoder
     finally:
         decoder.layers, decoder.norm = layers, norm
+
+
+@contextlib.contextmanager
+def recording_states(model, depth: int):
+    """While inside, every forward of `model` appends to the yielded list the [batch, tokens, hidden] residual
+    stream after its first `depth` decoder layers (the input of layer `depth`), as fp32."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layer = base.get_decoder().layers[depth - 1]
+    seen: list[torch.Tensor] = []
+
+    def keep(_module, _args, output):
+        seen.append((output[0] if isinstance(output, tuple) else output).float())
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 @torch.no_grad()

@@ -4,6 +4,8 @@
 becomes a row whose thinking past the cut is masked out, the inserted markers are appended, and the
 summaries of all budgets decode in one batched call (SPEC §6, §8). Prompts and thinking are token ids
 and text is decoded only for grading and reading; the results are traces.py's `Trace` and `Summary`.
+With `record_depth` = k (the RL loop), each trace and summary also keeps its tokens' states after the first
+k decoder layers, for the update to start from (`prefix.recording_states`).
 vllm_rollout.py offers the same interface on vLLM.
 """
 
@@ -13,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from budgetlab.decode import decode
+from budgetlab.decode import Decoded, decode
 from budgetlab.sampling import InverseCDFSampling
 from budgetlab.traces import Summary, Trace, fill_text, find_thinking_end, until_eos
 from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point
@@ -31,13 +33,24 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def kept_states(out: Decoded, row: int, start: int, stop: int, last: bool = False) -> torch.Tensor | None:
+    """Row `row`'s recorded states of columns [start, stop), on the CPU; None unless every one was fed. With `last`,
+    the final column need not have been: a sequence's last token is read by no trained prediction (its state
+    stays 0)."""
+    if out.states is None or not bool(out.fed[row, start:stop - int(last)].all()):
+        return None
+    return out.states[row, start:stop].cpu()
+
+
 class HFRollout:
     """Batched sampling with a transformers causal LM; one thinking pass serves every budget."""
 
     def __init__(self, model, tokenizer, *, temperature: float = 1.0, top_p: float = 1.0,
                  batch_size: int = 64, reuse_cache: bool = True, max_rows: int = 256, summary_bf16: bool = False,
-                 prune_finished: bool = True):
+                 prune_finished: bool = True, record_depth: int = 0):
         self.model, self.tok = model, tokenizer
+        # keep every token's state after this many decoder layers (decode.decode only; 0: none)
+        self.record_depth = record_depth if prune_finished else 0
         # bf16 autocast for the summary decode only: its batch (every budget's rows) is wide enough for bf16
         # matmuls to pay for casting the weights on each step (measured ~25% off the summaries on AVX512-BF16);
         # the thinking pass, 16-64 rows wide, stays in the model's dtype.
@@ -59,10 +72,9 @@ class HFRollout:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.summary_bf16)
 
     def _generate(self, ids: torch.Tensor, mask: torch.Tensor, max_new: int, do_sample: bool,
-                  stop: str | None = None, cache=None, keep_cache: bool = False):
-        """(sequences [B, W + steps], every row's cache when keep_cache): greedy decoding of `InverseCDFSampling`'s
-        draw when do_sample, else of the logits, by `decode.decode` (finished rows leave the batch) or, with
-        `prune_finished=False`, by `generate`."""
+                  stop: str | None = None, cache=None, keep_cache: bool = False, record: bool = False) -> Decoded:
+        """Greedy decoding of `InverseCDFSampling`'s draw when do_sample, else of the logits, by `decode.decode`
+        (finished rows leave the batch) or, with `prune_finished=False`, by `generate` (no states recorded)."""
         from transformers import LogitsProcessorList, StopStringCriteria, StoppingCriteriaList
 
         sampler = InverseCDFSampling(self.temperature, self.top_p) if do_sample else None
@@ -70,9 +82,9 @@ class HFRollout:
             self._stops[stop] = StopStringCriteria(self.tok, [stop])
         criteria = self._stops[stop] if stop else None
         if self.prune_finished:
-            out = decode(self.model, ids, mask, max_new, eos_id=self.eos_id, pad_id=self.pad_id, sampler=sampler,
-                         stop=criteria, cache=cache, keep_cache=keep_cache)
-            return out.sequences, out.cache
+            return decode(self.model, ids, mask, max_new, eos_id=self.eos_id, pad_id=self.pad_id, sampler=sampler,
+                          stop=criteria, cache=cache, keep_cache=keep_cache,
+                          record=self.record_depth if record else 0)
         kwargs = dict(max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None, top_k=None,
                       pad_token_id=self.pad_id, eos_token_id=self.eos_id, return_dict_in_generate=True)
         if sampler is not None:
@@ -83,7 +95,7 @@ class HFRollout:
             kwargs["past_key_values"] = cache
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
-        return out.sequences, out.past_key_values if keep_cache else None
+        return Decoded(out.sequences, out.past_key_values if keep_cache else None)
 
     def sample_prefix(self, prompts: Sequence[Sequence[int]], max_new: int, stop: str,
                       do_sample: bool = True) -> list[list[int]]:
@@ -92,7 +104,7 @@ class HFRollout:
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start:start + self.batch_size]
             ids, mask = left_pad(chunk, self.pad_id)
-            gen = self._generate(ids, mask, max_new, do_sample, stop=stop)[0][:, ids.shape[1]:]
+            gen = self._generate(ids, mask, max_new, do_sample, stop=stop).sequences[:, ids.shape[1]:]
             out += [until_eos(row.tolist(), self.eos_id, keep_eos=False) for row in gen]
         return out
 
@@ -111,15 +123,17 @@ class HFRollout:
         b_max = budgets[-1]
         ids, mask = left_pad(prompts, self.pad_id)
         width = ids.shape[1]
-        seq, cache = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=THINK_END,
-                                    keep_cache=self.reuse_cache)
+        out = self._generate(ids, mask, b_max + len(self.markers.end_ids), do_sample, stop=THINK_END,
+                             keep_cache=self.reuse_cache, record=self.reuse_cache)
+        seq, cache = out.sequences, out.cache
         traces = []
         for i, row in enumerate(seq[:, width:].tolist()):
             thinking, closed = find_thinking_end(until_eos(row, self.eos_id, keep_eos=False), self.markers, self.tok)
             if len(thinking) > b_max:
                 thinking, closed = thinking[:b_max], False
             traces.append(Trace(prompts[i], thinking, closed, tuple(spans[i]),
-                                [[None] * n_summaries for _ in budgets]))
+                                [[None] * n_summaries for _ in budgets],
+                                states=kept_states(out, i, width - len(prompts[i]), width + len(thinking))))
         if self.reuse_cache:
             self._summaries_from_cache(traces, budgets, seq, cache, mask, n_summaries, max_summary, do_sample)
         else:
@@ -161,10 +175,14 @@ class HFRollout:
             rows_cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers],
                                       config=self.model.config)
             with self._summary_precision():
-                gen = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache)[0][:, ids.shape[1]:]
+                out = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache, record=True)
+            gen = out.sequences[:, ids.shape[1]:]
             for k, (i, cut) in enumerate(part):
-                done[(i, cut)] = [Summary(cut[0], cut[1], until_eos(gen[k * n_summaries + a].tolist(), self.eos_id,
-                                                                     True)) for a in range(n_summaries)]
+                done[(i, cut)] = []
+                for r in range(k * n_summaries, (k + 1) * n_summaries):
+                    own = until_eos(gen[r].tolist(), self.eos_id, True)  # its markers and cue, then its own tokens
+                    states = kept_states(out, r, ids.shape[1] - len(chunks[r]), ids.shape[1] + len(own), last=True)
+                    done[(i, cut)].append(Summary(cut[0], cut[1], own, states=states))
         for i, t in enumerate(traces):
             t.summaries = [done[(i, cut_point(t.n_thinking, t.closed, b))] for b in budgets]
 
@@ -179,7 +197,7 @@ class HFRollout:
                                              self.markers)[0] for i in todo]
                 ids, mask = left_pad(rows, self.pad_id)
                 with self._summary_precision():
-                    results = [self._generate(ids, mask, max_summary, do_sample)[0][:, ids.shape[1]:].tolist()
+                    results = [self._generate(ids, mask, max_summary, do_sample).sequences[:, ids.shape[1]:].tolist()
                                for _ in range(n_summaries)]
                 for k, i in enumerate(todo):
                     done[i][cuts[i]] = [Summary(cuts[i][0], cuts[i][1], until_eos(r[k], self.eos_id, True))

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import torch
+
 from budgetlab.truncation import THINK_END, Markers, split_thinking
 
 
@@ -23,6 +25,8 @@ class Summary:
     truncated: bool
     ids: list[int]  # generated summary tokens, EOS included when the model wrote it
     text: str = ""  # the graded response: kept thinking + markers + cue + summary
+    # [markers + cue + ids, hidden]: the rollout's states after the frozen layers (HFRollout's record_depth), or None
+    states: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Trace:
     closed: bool  # the model wrote </think> within the largest budget
     trained_prefix: tuple[int, int] = (0, 0)  # [start, end) of prompt_ids the model generated (a budget tag)
     summaries: list[list[Summary]] = field(default_factory=list)
+    # [prompt + thinking, hidden]: the rollout's states after the frozen layers (HFRollout's record_depth), or None
+    states: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_thinking(self) -> int:

@@ -24,6 +24,7 @@ from budgetlab.losses import NORMALISERS
 from budgetlab.methods import METHODS, Step, budget_tag, expensive_default, get_method, summary_budgets
 from budgetlab.models import trainable_state
 from budgetlab.precision import PRECISIONS, FrozenInBf16, dtype_name, use_bf16
+from budgetlab.prefix import frozen_depth
 from budgetlab.probe import probe, probe_rows
 from budgetlab.prompts import PROMPT_STYLES, encode_prompt
 from budgetlab.rewards import alpha_schedule, correctness_reward
@@ -79,6 +80,10 @@ class RLConfig:
     # Leave out of the update the sequences whose every trained token has advantage 0 (a group that scored alike):
     # under PPO-clip without a KL term they add exactly 0 to the loss and gradient (TrainSeq.idle; LOG.md)
     skip_idle: bool = True
+    # The rollout keeps every token's state after the frozen bottom layers (LoRA on the top layers only), and the
+    # update runs only the layers above them (budgetlab.prefix; the same loss to rounding, LOG.md); False: the
+    # update computes them again
+    reuse_states: bool = True
     precision: str = "auto"  # auto | fp32 | bf16 (budgetlab.precision): the update's autocast, the summary decode
     # Sample with a merged copy of the policy in this dtype, synced before every step (budgetlab.inference);
     # "auto" takes the dtype `precision` resolves to; "model" samples with the training model itself (always so
@@ -204,7 +209,8 @@ def train_rl(model, tok, rows: list[dict], cfg: RLConfig, out_dir: str | Path, *
     bf16 = use_bf16(cfg.precision, model)
     sampler = generation_copy(model, dtype_name(bf16) if cfg.rollout_dtype == "auto" else cfg.rollout_dtype)
     frozen = FrozenInBf16(model, bf16)  # the update's frozen base, cast to bf16 once for the whole run
-    rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=bf16)
+    rollout = HFRollout(sampler.model if sampler else model, tok, temperature=cfg.temperature, summary_bf16=bf16,
+                        record_depth=frozen_depth(model) if cfg.reuse_states else 0)
     fixed = probe_rows(rows, cfg.probe_size, cfg.seed) if cfg.probe_every and main else []
     tracker = Tracker(cfg.report_to if main else "none", out_dir / "tensorboard")
 

@@ -1,21 +1,25 @@
 """The RL update: PPO-clip (or IBPO's weighted SFT) epochs over one step's training sequences.
 
 `train_rl` calls `update` once per step, after the method has turned traces and rewards into `TrainSeq`s;
-with several processes the gradients are averaged before every optimizer step, as DDP does.
+with several processes the gradients are averaged before every optimizer step, as DDP does. Sequences that
+carry the rollout's states after the frozen layers (`TrainSeq.states`) run only the layers above them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING
 
 import torch
 
+from budgetlab.head_logprobs import plain_head
 from budgetlab.loop import autocast
 from budgetlab.losses import packed_sft_loss, ppo_clip_loss, token_logprobs, weighted_sft_loss
 from budgetlab.models import reference_model_ctx
 from budgetlab.packing import TrainSeq, collate, pack_examples, share_prompts, with_shares
 from budgetlab.precision import use_bf16
+from budgetlab.prefix import frozen_depth, layer_range
 
 if TYPE_CHECKING:
     from budgetlab.train import RLConfig
@@ -71,9 +75,16 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     # weighted SFT step fits the model itself.
     temperature = cfg.temperature if loss_kind == "ppo" else 1.0
 
+    # A row whose sequences all came with the rollout's states (after the first `depth` layers, the frozen ones)
+    # runs only the layers above them, as SFT does with its cached prefix (budgetlab.prefix).
+    depth = frozen_depth(model) if any("states" in t for t in tensors) else 0
+    decoder = plain_head(model)[0] if depth else None
+
     def logprobs(t, with_entropy=False):
-        return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"],
-                              temperature)
+        above = layer_range(decoder, depth) if depth and "states" in t else contextlib.nullcontext()
+        with above:
+            return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"],
+                                  temperature, embeds=t["states"] if depth and "states" in t else None)
 
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
