@@ -180,7 +180,8 @@ class HFRollout:
             for k, (i, cut) in enumerate(part):
                 done[(i, cut)] = []
                 for r in range(k * n_summaries, (k + 1) * n_summaries):
-                    own = until_eos(gen[r].tolist(), self.eos_id, True)  # its markers and cue, then its own tokens
+                    own = until_eos(gen[r].tolist(), self.eos_id, True)
+                    # the states of its inserted markers and cue (chunks[r], left-padded), then of its own tokens
                     states = kept_states(out, r, ids.shape[1] - len(chunks[r]), ids.shape[1] + len(own), last=True)
                     done[(i, cut)].append(Summary(cut[0], cut[1], own, states=states))
         for i, t in enumerate(traces):
