@@ -5,6 +5,7 @@ differ as the plain path differs from itself when a batch is packed in another o
 loss on the default model, LOG.md)."""
 
 import contextlib
+import dataclasses
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from budgetlab.head_logprobs import plain_head
 from budgetlab.losses import packed_sft_loss, token_logprobs
 from budgetlab.packing import collate, pack_examples
 from budgetlab.models import load_model, trainable_state
-from budgetlab.prefix import frozen_depth, layer_range, prefix_states, rows_of_states, worth_caching
+from budgetlab.prefix import frozen_depth, layer_range, prefix_states, worth_caching
 from budgetlab.prompts import sft_example
 from budgetlab.sft import SFTConfig, sft
 from budgetlab.synthetic import make_synthetic
@@ -72,9 +73,14 @@ def test_each_example_gets_its_own_states_whatever_row_it_was_packed_in():
     alone = [prefix_states(model, [e], 1, tok.pad_token_id)[0] for e in ex]
     assert [len(s) for s in together] == [len(e.ids) for e in ex]
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(together, alone))
-    rows = rows_of_states(together, [[2, 0], [1]])
+    # carried by their examples, the states are packed as the ids are: end to end in a row, zero padding after
+    carried = [dataclasses.replace(e, states=h) for e, h in zip(ex, together)]
+    rows = collate([pack_examples([carried[2], carried[0]], 1 << 10, shares=False)[0], carried[1]],
+                   tok.pad_token_id)["states"]
+    first, second = sorted([2, 0], key=lambda i: -len(ex[i].ids))  # pack_examples puts the longest first
     assert rows.shape == (2, len(ex[2].ids) + len(ex[0].ids), together[0].shape[-1])
-    assert torch.equal(rows[0], torch.cat([together[2], together[0]]))
+    assert torch.equal(rows[0], torch.cat([together[first], together[second]]))
+    assert torch.equal(rows[1, :len(ex[1].ids)], together[1])
     assert torch.equal(rows[1, len(ex[1].ids):], torch.zeros_like(rows[1, len(ex[1].ids):]))
 
 

@@ -232,7 +232,7 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
             out["position"][i, :n] = torch.tensor(s.position if s.position is not None else list(range(n)))
         out["attention"] = packed_attention(out["segment"], out["position"], out["attention"].bool())
     if all(s.states is not None for s in seqs):
-        out["states"] = torch.zeros((len(seqs), width, seqs[0].states.shape[-1]))
+        out["states"] = seqs[0].states.new_zeros((len(seqs), width, seqs[0].states.shape[-1]))
         for i, s in enumerate(seqs):
             out["states"][i, :len(s.ids)] = s.states
     return out

@@ -109,13 +109,3 @@ def prefix_states(model, examples: Sequence[TrainSeq], depth: int, pad_id: int, 
                 at += len(part[i].ids)
         states += [mine[i] for i in range(len(part))]
     return states
-
-
-def rows_of_states(states: Sequence[torch.Tensor], rows: Sequence[Sequence[int]]) -> torch.Tensor:
-    """[B, L, hidden]: row b is the states of the examples rows[b], end to end, zero-padded to the longest
-    row; the layout `collate` gives the same examples packed in that order (`pack_order`)."""
-    cat = [torch.cat([states[i] for i in row]) for row in rows]
-    out = cat[0].new_zeros(len(cat), max(len(c) for c in cat), cat[0].shape[-1])
-    for b, c in enumerate(cat):
-        out[b, :len(c)] = c
-    return out

@@ -9,6 +9,7 @@ run would have. When LoRA leaves the bottom layers frozen, each example's state 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,9 @@ from budgetlab.checkpoint import resume_checkpoint, save_checkpoint, write_metri
 from budgetlab.loop import autocast, check_finite_loss, progress_bar, step_seed
 from budgetlab.head_logprobs import plain_head
 from budgetlab.losses import packed_sft_loss, token_logprobs, weighted_sft_loss
-from budgetlab.packing import TrainSeq, collate, pack_examples, pack_order
+from budgetlab.packing import TrainSeq, collate, pack_examples
 from budgetlab.precision import FrozenInBf16, check_precision, use_bf16
-from budgetlab.prefix import frozen_depth, layer_range, prefix_states, rows_of_states, worth_caching
+from budgetlab.prefix import frozen_depth, layer_range, prefix_states, worth_caching
 from budgetlab.tracking import Tracker
 
 
@@ -63,6 +64,8 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                                                      model.get_input_embeddings().embedding_dim):
         with frozen.active(), autocast(bf16, device):  # the same values whatever step the run starts from
             states = prefix_states(model, examples, depth, tok.pad_token_id, cfg.pack_width or 256, cfg.micro_batch)
+        # each example carries its states through packing into the batch's `states` (packing.collate)
+        examples = [dataclasses.replace(s, states=h) for s, h in zip(examples, states)]
     decoder = plain_head(model)[0] if states is not None else None  # run above the prefix on every micro-batch
     model.train()
     consistent = True
@@ -79,16 +82,12 @@ def sft(model, tok, examples: Sequence[TrainSeq], cfg: SFTConfig, out_dir: str |
                 part = batch[mb:mb + cfg.micro_batch]
                 rows_in = pack_examples(part, cfg.pack_width) if cfg.pack_width else part
                 t = {k: v.to(device) for k, v in collate(rows_in, tok.pad_token_id).items()}
-                embeds, above = None, contextlib.nullcontext()
-                if states is not None:  # the rows' states after the frozen layers, and the decoder above them
-                    order = (pack_order([len(s.ids) for s in part], cfg.pack_width) if cfg.pack_width
-                             else [[i] for i in range(len(part))])
-                    mine = [states[i] for i in drawn[mb:mb + cfg.micro_batch]]
-                    embeds, above = rows_of_states(mine, order).to(device), layer_range(decoder, depth)
+                # the rows' states after the frozen layers, and the decoder above them
+                above = layer_range(decoder, depth) if "states" in t else contextlib.nullcontext()
                 with frozen.active():
                     with autocast(bf16, device), above:
                         logp, _ = token_logprobs(model, t["ids"], t["attention"], mask=t["mask"],
-                                                 position=t.get("position"), embeds=embeds)
+                                                 position=t.get("position"), embeds=t.get("states"))
                     if cfg.pack_width:
                         loss = packed_sft_loss(logp, t["adv"]) / len(batch)
                     else:

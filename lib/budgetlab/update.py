@@ -81,10 +81,10 @@ def update(model, opt, seqs: list[TrainSeq], loss_kind: str, cfg: RLConfig, pad_
     decoder = plain_head(model)[0] if depth else None
 
     def logprobs(t, with_entropy=False):
-        above = layer_range(decoder, depth) if depth and "states" in t else contextlib.nullcontext()
-        with above:
+        embeds = t.get("states") if depth else None
+        with layer_range(decoder, depth) if embeds is not None else contextlib.nullcontext():
             return token_logprobs(model, t["ids"], t["attention"], with_entropy, t.get("position"), t["mask"],
-                                  temperature, embeds=t["states"] if depth and "states" in t else None)
+                                  temperature, embeds=embeds)
 
     old = ref = None
     if cfg.epochs > 1:  # with one epoch the ratio is exactly 1, so the current log-probs serve (detached)
