@@ -7,9 +7,9 @@ weights are redrawn wider than the initialisation's so that greedy decoding diff
 
 import pytest
 import torch
-from transformers import StoppingCriteria, StopStringCriteria
+from transformers import DynamicCache, StoppingCriteria, StopStringCriteria
 
-from budgetlab.decode import decode
+from budgetlab.decode import decode, rows_of
 from budgetlab.models import load_model
 from budgetlab.prompts import encode_prompt
 from budgetlab.rollout import HFRollout, left_pad
@@ -153,6 +153,35 @@ def test_reserved_room_gives_the_tokens_and_cache_of_torch_cat(tiny, keep_cache)
     if keep_cache:
         for plain, roomy in zip(caches[0].layers, caches[1].layers):
             assert torch.equal(plain.keys, roomy.keys) and torch.equal(plain.values, roomy.values)
+
+
+def test_a_caches_rows_hold_what_indexing_gives_with_room_the_decode_appends_into(tiny):
+    # the summaries' cache: rows of a cache over the prompt's first half, some repeated, against the cache
+    # transformers builds from the indexed rows; the decode from it must then write into the same buffers
+    model, tok, ids, mask = tiny
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    half = ids.shape[1] // 2
+    with torch.inference_mode():
+        prefix = model(input_ids=ids[:, :half], attention_mask=mask[:, :half],
+                       position_ids=(mask[:, :half].cumsum(-1) - 1).clamp(min=0), use_cache=True).past_key_values
+    rows = torch.tensor([3, 0, 0, 4, 1, 3])
+    room = ids.shape[1] - half + MAX_NEW + 1
+    mine = rows_of(prefix, rows, room, model.config)
+    theirs = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in prefix.layers],
+                          config=model.config)
+    assert len(mine.layers) == len(theirs.layers)
+    for a, b in zip(mine.layers, theirs.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+        assert a.buffers[0].shape[2] == a.buffers[1].shape[2] == half + room
+    buffers = [layer.buffers[0].data_ptr() for layer in mine.layers]
+    runs = []
+    for cache in (mine, theirs):
+        torch.manual_seed(0)
+        runs.append(decode(model, ids[rows], mask[rows], MAX_NEW, eos_id=eos, pad_id=pad, sampler=InverseCDFSampling(),
+                           cache=cache).sequences)
+    assert torch.equal(runs[0], runs[1])
+    assert not (runs[0][:, ids.shape[1]:] == eos).any()  # no row ended, so none left the batch
+    assert [layer.keys.data_ptr() for layer in mine.layers] == buffers  # appended in place, never copied again
 
 
 def test_a_bad_length_fails_in_one_sentence(tiny):

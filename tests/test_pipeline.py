@@ -1,10 +1,14 @@
 """Pipeline parameters: profiles, overrides, sweeps and bad input, all before any model work."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from budgetlab import pipeline
+from budgetlab.config import MALLOC_KEEP, keep_freed_memory
 
 
 def test_every_profile_loads_and_validates():
@@ -91,6 +95,18 @@ def test_main_reports_bad_input_in_one_line_and_exit_code_2(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "ppo" in err[0]
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_freed_memory_is_kept_in_processes_started_after_and_a_users_own_setting_stays(monkeypatch):
+    for key in MALLOC_KEEP:
+        monkeypatch.delenv(key, raising=False)  # restored after the test
+    line = keep_freed_memory()
+    seen = subprocess.run([sys.executable, "-c", f"import os; print(*(os.environ.get(k) for k in {list(MALLOC_KEEP)}))"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert seen == list(MALLOC_KEEP.values()) and all(f"{k}={v}" in line for k, v in MALLOC_KEEP.items())
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert keep_freed_memory() == "MALLOC_TRIM_THRESHOLD_=131072" and "MALLOC_MMAP_THRESHOLD_" not in os.environ
 
 
 def test_until_names_a_stage_or_fails_in_one_line(capsys, tmp_path):

@@ -153,6 +153,43 @@ def _room_layer():
     return RoomLayer
 
 
+def _held(keys: torch.Tensor, values: torch.Tensor, held: int, room: int):
+    """A `reserve_room` layer over the buffers `keys` and `values` ([rows, heads, held + room, dim]) whose first
+    `held` positions are filled: they are used as they are, not copied."""
+    layer = _room_layer()()
+    layer.lazy_initialization(keys, values)
+    layer.buffers, layer.room = (keys, values), room
+    layer.keys, layer.values = keys[:, :, :held], values[:, :, :held]
+    return layer
+
+
+def rows_of(cache, rows: torch.Tensor, room: int, config):
+    """A DynamicCache of `rows` of `cache` (a row may repeat), with `room` positions to spare in every layer.
+
+    It holds what `DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) ...])` holds, and a decode
+    from it appends in place (`reserve_room`). That path copies each layer three times (the indexing, its
+    `torch.cat` onto an empty tensor, the first append's move into room); here each plain layer is copied once,
+    straight into its buffer. Other layer kinds (sliding windows, quantized) take that path."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    if not all(type(layer) in (DynamicLayer, _room_layer()) and layer.get_seq_length() for layer in cache.layers):
+        return DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
+                            config=config)
+    out = DynamicCache(config=config)
+    out.layers = []
+    for layer in cache.layers:
+        held = layer.get_seq_length()
+        buffers = []
+        for held_states in (layer.keys, layer.values):
+            _, heads, _, dim = held_states.shape
+            buffer = held_states.new_empty((len(rows), heads, held + room, dim))
+            torch.index_select(held_states, 0, rows, out=buffer[:, :, :held])
+            buffers.append(buffer)
+        out.layers.append(_held(*buffers, held, room))
+    return out
+
+
 def reserve_room(cache, room: int) -> None:
     """Every plain `DynamicLayer` of `cache` becomes one that appends into `room` reserved positions (its keys and
     values so far kept). Other layer kinds (sliding windows, quantized) stay as they are."""
@@ -182,6 +219,7 @@ def _all_rows(cache, kept: dict, rows: torch.Tensor, n_rows: int, config):
     """One DynamicCache for all `n_rows`: the rows still in `cache` and those `kept` when they left, each row's
     positions past its own end zero (a mask must exclude them, as it excludes `generate`'s pad tokens there)."""
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     layers = []
     for j, layer in enumerate(cache.layers):
@@ -192,4 +230,8 @@ def _all_rows(cache, kept: dict, rows: torch.Tensor, n_rows: int, config):
             k, v = per_layer[j]
             keys[r, :, :k.shape[1]], values[r, :, :v.shape[1]] = k, v
         layers.append((keys, values))
-    return DynamicCache(ddp_cache_data=layers, config=config)
+    out = DynamicCache(config=config)
+    if [type(layer) for layer in out.layers] != [DynamicLayer] * len(layers):  # sliding windows: their own layers
+        return DynamicCache(ddp_cache_data=layers, config=config)
+    out.layers = [_held(keys, values, keys.shape[2], 0) for keys, values in layers]  # as they are: no copy
+    return out

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from budgetlab.config import PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice, set_openmp_wait
+from budgetlab.config import (PROJECT_ROOT, atomic_write_json, atomic_write_text, check_choice, keep_freed_memory,
+                              set_openmp_wait)
 from budgetlab.params import load_params, parse_value, profiles
 from budgetlab.precision import describe, model_shape, resolve
 from budgetlab.rundir import OWNER_ENV, claim, release
@@ -242,6 +243,7 @@ def pool_seeds(base: Path, grid: list[dict], run_dirs: list[Path]) -> list[Path]
 
 def main(argv: list[str] | None = None) -> int:
     openmp = set_openmp_wait()  # before any stage loads torch; the notebook kernels inherit it
+    memory = keep_freed_memory()  # likewise
     ap = argparse.ArgumentParser(prog="python -m budgetlab.pipeline", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="default", help=f"one of {profiles()}")
     ap.add_argument("--run-dir", default=None, help="where the run goes (default results/<profile>-<time>)")
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", nargs="+", default=None, metavar="KEY=v1,v2", help="run every combination")
     ap.add_argument("--until", default=None, metavar="STAGE", help=f"stop after this stage, one of {list(STAGES)}")
     args = ap.parse_args(argv)
-    print(f"[budgetlab] OpenMP waiting: {openmp}", flush=True)
+    print(f"[budgetlab] OpenMP waiting: {openmp}; freed memory kept: {memory}", flush=True)
     try:
         overrides = {}
         for item in args.param:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from budgetlab.decode import Decoded, decode
+from budgetlab.decode import Decoded, decode, rows_of
 from budgetlab.sampling import InverseCDFSampling
 from budgetlab.traces import Summary, Trace, fill_text, find_thinking_end, until_eos
 from budgetlab.truncation import THINK_END, Markers, build_summary_prompt, cut_point
@@ -148,8 +148,6 @@ class HFRollout:
         the cut is masked out (the same column for every row, since prompts are left-padded), the markers
         are appended, and all rows decode together: S budgets cost one short decode, not S (SPEC §8).
         """
-        from transformers import DynamicCache
-
         width = prompt_mask.shape[1]
         n_gen = seq.shape[1] - width
         jobs = []  # (trace index, cut) for every distinct cut; shared cuts share one summary (SPEC §6)
@@ -172,8 +170,8 @@ class HFRollout:
             chunk_ids, chunk_mask = left_pad(chunks, self.pad_id)
             ids = torch.cat([seq[idx].cpu(), chunk_ids], dim=1)
             mask = torch.cat([prompt_mask[idx.cpu()], think_mask, chunk_mask], dim=1)
-            rows_cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers],
-                                      config=self.model.config)
+            # the rows' cache, each copied once into room for the markers, the cue and the summary (decode.rows_of)
+            rows_cache = rows_of(cache, idx, chunk_ids.shape[1] + max_summary + 1, self.model.config)
             with self._summary_precision():
                 out = self._generate(ids, mask, max_summary, do_sample, cache=rows_cache, record=True)
             gen = out.sequences[:, ids.shape[1]:]
