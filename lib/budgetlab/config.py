@@ -36,8 +36,9 @@ def set_openmp_wait() -> str:
 # glibc's malloc hands large freed blocks back to the kernel (each allocation over its mmap threshold is an mmap
 # of its own) and takes them again, zero-filled a page at a time, on the next allocation. On the 2-core Xeon VM
 # those page faults were half the system time of an evaluation: with every block under 4 GiB kept for reuse, 40
-# problems x 8 budgets decoded in 12.5-13.4 s against 13.5-14.6 s, system time 2.0-2.8 s against 5.7-5.8 s;
-# RL and SFT steps did not change (LOG.md, nineteenth session). glibc reads these when a process starts.
+# problems x 8 budgets decoded in 12.5-13.4 s against 13.5-14.6 s, system time 2.0-2.8 s against 5.7-5.8 s, and
+# with `decode.rows_of` notebook 03 took 158-161 s against 177 s; RL and SFT steps did not change (LOG.md,
+# nineteenth session). glibc reads these when a process starts.
 MALLOC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36)}
 
 

@@ -20,7 +20,8 @@ token is never fed (nothing needs its logits), so its state is not kept.
 
 The cache's plain layers append into room reserved for the whole decode (`reserve_room`) instead of
 `torch.cat`, which copies every layer's keys and values on every step: the same values, a few percent of a
-rollout on the AVX2 CPU (LOG.md, fourteenth session).
+rollout on the AVX2 CPU (LOG.md, fourteenth session). The summaries' cache is rows of the thinking pass's, each
+layer copied once into such room (`rows_of`).
 """
 
 from __future__ import annotations
