@@ -26,11 +26,7 @@ def set_openmp_wait() -> str:
     Kept as the user set it when OMP_WAIT_POLICY or GOMP_SPINCOUNT is already in the environment (the test
     suite sets PASSIVE: pytest and a notebook kernel share the cores). Call it before torch loads; the
     notebook kernels inherit it. Returns the setting in effect, for the run's log line."""
-    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-        if key in os.environ:
-            return f"{key}={os.environ[key]}"
-    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN
-    return f"GOMP_SPINCOUNT={OPENMP_SPIN}"
+    return _unless_given(("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"), {"GOMP_SPINCOUNT": OPENMP_SPIN})
 
 
 # glibc's malloc hands large freed blocks back to the kernel (each allocation over its mmap threshold is an mmap
@@ -47,11 +43,17 @@ def keep_freed_memory() -> str:
 
     Kept as the user set it when either variable is already in the environment. Returns the setting in effect,
     for the run's log line."""
-    for key in MALLOC_KEEP:
+    return _unless_given(MALLOC_KEEP, MALLOC_KEEP)
+
+
+def _unless_given(keys: Iterable[str], setting: dict[str, str]) -> str:
+    """`setting` into the environment unless one of `keys` is already there (the user's choice, kept); returns
+    what is in effect, "KEY=value ...", for a log line."""
+    for key in keys:
         if key in os.environ:
             return f"{key}={os.environ[key]}"
-    os.environ.update(MALLOC_KEEP)
-    return " ".join(f"{k}={v}" for k, v in MALLOC_KEEP.items())
+    os.environ.update(setting)
+    return " ".join(f"{k}={v}" for k, v in setting.items())
 
 
 def data_dir() -> Path:
