@@ -101,15 +101,49 @@ def test_a_packed_copy_decodes_the_same_tokens_greedily():
         [(t.thinking_ids, [s[0].ids for s in t.summaries]) for t in runs[1]]
 
 
-def test_the_kernel_choice_rule_and_where_oneDNN_is_never_used():
+onednn_bf16 = pytest.mark.skipif(not torch.backends.mkldnn.is_available()
+                                 or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                                 reason="this CPU has no oneDNN bf16 kernels (AVX2 only)")
+
+
+@onednn_bf16
+def test_a_bf16_copy_on_packed_onednn_weights_computes_the_plain_bf16_copy_and_follows_a_training_step():
+    from budgetlab.inference import PackedLinear
+
+    model = perturbed_lora()
+    plain, packed = MergedCopy(model, kernel="default"), MergedCopy(model, kernel="onednn")
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain.model.modules())
+    assert sum(isinstance(m, PackedLinear) for m in packed.model.modules()) == n_linear  # output head included
+    assert {m.packed.dtype for m in packed.model.modules() if isinstance(m, PackedLinear)} == {torch.bfloat16}
+    bf16_rounding = {"rtol": 2e-2, "atol": 2e-2}  # the two kernels may sum in another order
+    torch.testing.assert_close(logits(packed.model), logits(plain.model), **bf16_rounding)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model(input_ids=IDS, labels=IDS).loss.backward()
+    opt.step()
+    before = logits(packed.model)
+    plain.sync(), packed.sync()  # the merged weights change: their packed copies must follow
+    assert not torch.allclose(logits(packed.model), before, **bf16_rounding)
+    torch.testing.assert_close(logits(packed.model), logits(plain.model), **bf16_rounding)
+
+
+def test_the_kernel_choice_rule_and_where_oneDNN_is_never_used(monkeypatch):
+    import budgetlab.inference as inference
     from budgetlab.precision import is_faster
 
     assert is_faster(15.5, 23.2) and not is_faster(1.0, 1.05) and not is_faster(0.0, 1.0)  # fixed timings
     model = perturbed_lora()
-    assert MergedCopy(model, dtype="bfloat16").kernel == "default"  # bf16 matmuls already run on oneDNN
+    for bf16_kernels in (False, True):  # an AVX2-only CPU, then one with oneDNN bf16 kernels
+        monkeypatch.setattr(inference, "onednn_has_bf16", lambda: bf16_kernels)
+        for faster in (False, True):  # the kernel timing replaced by its two outcomes
+            monkeypatch.setattr(inference, "onednn_is_faster", lambda *shape: faster)
+            expected = "onednn" if faster else "default"
+            assert MergedCopy(model, dtype="float32").kernel == expected
+            assert MergedCopy(model, dtype="bfloat16").kernel == (expected if bf16_kernels else "default")
     with pytest.raises(ValueError, match="kernel='fast'"):
         MergedCopy(model, dtype="float32", kernel="fast")
-    with pytest.raises(ValueError, match="kernel='onednn' packs float32 weights on a CPU; this copy is bfloat16"):
+    monkeypatch.setattr(inference, "onednn_has_bf16", lambda: False)
+    with pytest.raises(ValueError, match=r"kernel='onednn' packs float32 weights on a CPU \(bfloat16 ones too where "
+                                         r"oneDNN has bf16 kernels\); this copy is bfloat16 on cpu"):
         MergedCopy(model, dtype="bfloat16", kernel="onednn")
 
 

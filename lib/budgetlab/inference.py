@@ -9,12 +9,14 @@ recomputed by the learner, so the copy only decides which tokens are sampled.
 QLoRA bases (4-bit weights) are not copied: merging into quantised weights is lossy; sample with the
 training model there.
 
-An fp32 copy on a CPU computes its linear layers with oneDNN from pre-packed weights where that is measured
-faster (`onednn_is_faster`): on a 2-core AVX2 CPU (AMD EPYC, no native bf16) torch's default fp32 kernel (MKL)
-ran the MLP and output-head linears at a rollout's 24 rows at 34-77 GFLOP/s and the packed oneDNN kernel at
-84-122 (the small key/value projections 63 -> 54; all are packed, for simplicity), and one 24-row RL rollout
-took 15.5 s instead of 23.2 s with the same greedy tokens (LOG.md, eighth session). The packed op is the one
-torch's inductor uses for its CPU weight prepacking.
+A copy on a CPU computes its linear layers with oneDNN from pre-packed weights where that is measured
+faster at its dtype (`onednn_is_faster`). fp32: on a 2-core AVX2 CPU (AMD EPYC, no native bf16) torch's default
+kernel (MKL) ran the MLP and output-head linears at a rollout's 24 rows at 34-77 GFLOP/s and the packed oneDNN
+kernel at 84-122 (the small key/value projections 63 -> 54; all are packed, for simplicity), and one 24-row RL
+rollout took 15.5 s instead of 23.2 s with the same greedy tokens (LOG.md, eighth session). bf16: torch's own
+bf16 linear runs on oneDNN too, but reorders the weight for the kernel on every call; packed once, the same
+linears at 24 rows took 0.50-0.80 of the time on an AVX512 Xeon with AMX, and a 24-row rollout 0.87 (LOG.md,
+twentieth session). The packed op is the one torch's inductor uses for its CPU weight prepacking.
 """
 
 from __future__ import annotations
@@ -55,31 +57,38 @@ class PackedLinear(torch.nn.Module):
 
 
 @functools.lru_cache(maxsize=None)
-def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS) -> bool:
-    """Whether oneDNN's packed fp32 linear beats torch's default at a decode step's shape on this CPU (timed once
-    per process and shape, interleaved, the fastest of each; False where oneDNN is missing or fails)."""
+def onednn_is_faster(hidden: int, intermediate: int, rows: int = ROLLOUT_ROWS,
+                     dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN's packed linear beats torch's default at a decode step's shape and `dtype` on this CPU (timed
+    once per process, shape and dtype, interleaved, the fastest of each; False where oneDNN is missing or fails)."""
     if not torch.backends.mkldnn.is_available():
         return False
+    close = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}  # bf16 rounding
     try:  # fork_rng: the timing's random tensors must not move the caller's draws (and only the first call makes them)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            lin = torch.nn.Linear(hidden, intermediate, bias=False)
-            x = torch.randn(rows, hidden)
+            lin = torch.nn.Linear(hidden, intermediate, bias=False, dtype=dtype)
+            x = torch.randn(rows, hidden, dtype=dtype)
             packed = PackedLinear(lin)
-            torch.testing.assert_close(packed(x), lin(x), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(packed(x), lin(x), **close)
             default, onednn = fastest_interleaved([lambda: lin(x), lambda: packed(x)], repeats=21)
     except (RuntimeError, AssertionError):
         return False
     return is_faster(onednn, default)  # budgetlab.precision's rule: at least 1.1x
 
 
+def onednn_has_bf16() -> bool:
+    """Whether this torch's oneDNN has bf16 kernels for this CPU (AVX512 and up; not on an AVX2-only CPU)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def packable(dtype: torch.dtype, device: torch.device) -> bool:
-    """oneDNN's packed linear here takes fp32 weights on a CPU, nothing else."""
-    return dtype == torch.float32 and device.type == "cpu"
+    """oneDNN's packed linear here takes weights on a CPU: fp32, or bf16 where oneDNN has bf16 kernels."""
+    return device.type == "cpu" and (dtype == torch.float32 or (dtype == torch.bfloat16 and onednn_has_bf16()))
 
 
 def packing_pays(dtype: torch.dtype, device: torch.device, inner) -> bool:
-    """The rule for packing a copy of `inner`: `packable`, and `onednn_is_faster` at the model's shape."""
-    return packable(dtype, device) and onednn_is_faster(*shape_of(inner))
+    """The rule for packing a copy of `inner`: `packable`, and `onednn_is_faster` at the model's shape and `dtype`."""
+    return packable(dtype, device) and onednn_is_faster(*shape_of(inner), ROLLOUT_ROWS, dtype)
 
 
 def pack_linears(model) -> int:
@@ -106,8 +115,8 @@ def packed_copy(model) -> "MergedCopy | None":
     fast. The evaluation decodes with it: the warm start's 40-problem anytime table came out the same, row for
     row, 1.5x sooner (LOG.md, ninth session)."""
     p = next(model.parameters())
-    if (is_quantised(model) or any(isinstance(m, PackedLinear) for m in model.modules())  # a copy already
-            or not packing_pays(p.dtype, p.device, _inner(model))):
+    if (p.dtype != torch.float32 or is_quantised(model) or any(isinstance(m, PackedLinear) for m in model.modules())
+            or not packing_pays(p.dtype, p.device, _inner(model))):  # (a packed copy already: decoded as it is)
         return None
     return MergedCopy(model, "float32", "onednn")
 
@@ -127,8 +136,9 @@ def generation_copy(model, dtype: str = "bfloat16", kernel: str = "auto") -> "Me
 class MergedCopy:
     """`self.model`: a plain transformers model holding `source`'s weights with its LoRA deltas merged in.
 
-    `kernel` (fp32 on a CPU only): "onednn" computes the linear layers from packed weights (`PackedLinear`),
-    "default" with torch's own kernel, "auto" takes oneDNN where `onednn_is_faster`. `self.kernel` says which."""
+    `kernel` (on a CPU, fp32 or bf16 where oneDNN has bf16 kernels): "onednn" computes the linear layers from packed
+    weights (`PackedLinear`), "default" with torch's own kernel, "auto" takes oneDNN where `onednn_is_faster` at
+    the copy's dtype. `self.kernel` says which."""
 
     def __init__(self, source, dtype: str = "bfloat16", kernel: str = "auto"):
         from peft.tuners.lora import LoraLayer
@@ -156,8 +166,9 @@ class MergedCopy:
         self.model.to(next(source.parameters()).device).eval().requires_grad_(False)
         contiguous_output_head(self.model)
         if kernel == "onednn" and not packable(DTYPES[dtype], self.model.device):
-            raise ValueError(f"kernel='onednn' packs float32 weights on a CPU; this copy is {dtype} on "
-                             f"{self.model.device.type}: use kernel='auto' or 'default'.")
+            raise ValueError(f"kernel='onednn' packs float32 weights on a CPU (bfloat16 ones too where oneDNN has "
+                             f"bf16 kernels); this copy is {dtype} on {self.model.device.type}: use kernel='auto' "
+                             f"or 'default'.")
         if kernel == "auto":
             kernel = "onednn" if packing_pays(DTYPES[dtype], self.model.device, inner) else "default"
         self.kernel = kernel
