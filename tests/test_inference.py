@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from budgetlab.inference import MergedCopy
+from budgetlab.inference import MergedCopy, onednn_has_bf16
 from budgetlab.models import load_model
 
 IDS = torch.tensor([[5, 17, 200, 31, 9, 44]])
@@ -101,9 +101,7 @@ def test_a_packed_copy_decodes_the_same_tokens_greedily():
         [(t.thinking_ids, [s[0].ids for s in t.summaries]) for t in runs[1]]
 
 
-onednn_bf16 = pytest.mark.skipif(not torch.backends.mkldnn.is_available()
-                                 or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
-                                 reason="this CPU has no oneDNN bf16 kernels (AVX2 only)")
+onednn_bf16 = pytest.mark.skipif(not onednn_has_bf16(), reason="this CPU has no oneDNN bf16 kernels (AVX2 only)")
 
 
 @onednn_bf16

@@ -115,8 +115,9 @@ def packed_copy(model) -> "MergedCopy | None":
     fast. The evaluation decodes with it: the warm start's 40-problem anytime table came out the same, row for
     row, 1.5x sooner (LOG.md, ninth session)."""
     p = next(model.parameters())
-    if (p.dtype != torch.float32 or is_quantised(model) or any(isinstance(m, PackedLinear) for m in model.modules())
-            or not packing_pays(p.dtype, p.device, _inner(model))):  # (a packed copy already: decoded as it is)
+    if (p.dtype != torch.float32 or is_quantised(model)
+            or any(isinstance(m, PackedLinear) for m in model.modules())  # a copy already
+            or not packing_pays(p.dtype, p.device, _inner(model))):
         return None
     return MergedCopy(model, "float32", "onednn")
 
