@@ -14,9 +14,9 @@ faster at its dtype (`onednn_is_faster`). fp32: on a 2-core AVX2 CPU (AMD EPYC, 
 kernel (MKL) ran the MLP and output-head linears at a rollout's 24 rows at 34-77 GFLOP/s and the packed oneDNN
 kernel at 84-122 (the small key/value projections 63 -> 54; all are packed, for simplicity), and one 24-row RL
 rollout took 15.5 s instead of 23.2 s with the same greedy tokens (LOG.md, eighth session). bf16: torch's own
-bf16 linear runs on oneDNN too, but reorders the weight for the kernel on every call; packed once, the same
-linears at 24 rows took 0.50-0.80 of the time on an AVX512 Xeon with AMX, and a 24-row rollout 0.87 (LOG.md,
-twentieth session). The packed op is the one torch's inductor uses for its CPU weight prepacking.
+bf16 linear runs on oneDNN too, but hands its matmul the weight in the plain layout (ONEDNN_VERBOSE: `ba`), which
+the kernel re-blocks inside every call; packed once (`AB16b32a2b` for AMX), the same linears at 24 rows took
+0.50-0.80 of the time on an AVX512 Xeon with AMX, and a 24-row rollout 0.87 (LOG.md, twentieth session). The packed op is the one torch's inductor uses for its CPU weight prepacking.
 """
 
 from __future__ import annotations
