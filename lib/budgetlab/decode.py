@@ -164,6 +164,14 @@ def _held(keys: torch.Tensor, values: torch.Tensor, held: int, room: int):
     return layer
 
 
+def _plain(layers) -> bool:
+    """Whether every layer is a plain `DynamicLayer` (or `reserve_room`'s kind of it): no sliding window, no
+    quantization. Only those are built over buffers here (`_held`)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) in (DynamicLayer, _room_layer()) for layer in layers)
+
+
 def rows_of(cache, rows: torch.Tensor, room: int, config):
     """A DynamicCache of `rows` of `cache` (a row may repeat), with `room` positions to spare in every layer.
 
@@ -172,9 +180,8 @@ def rows_of(cache, rows: torch.Tensor, room: int, config):
     `torch.cat` onto an empty tensor, the first append's move into room); here each plain layer is copied once,
     straight into its buffer. Other layer kinds (sliding windows, quantized) take that path."""
     from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
 
-    if not all(type(layer) in (DynamicLayer, _room_layer()) and layer.get_seq_length() for layer in cache.layers):
+    if not (_plain(cache.layers) and all(layer.get_seq_length() for layer in cache.layers)):
         return DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
                             config=config)
     out = DynamicCache(config=config)
@@ -220,7 +227,6 @@ def _all_rows(cache, kept: dict, rows: torch.Tensor, n_rows: int, config):
     """One DynamicCache for all `n_rows`: the rows still in `cache` and those `kept` when they left, each row's
     positions past its own end zero (a mask must exclude them, as it excludes `generate`'s pad tokens there)."""
     from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
 
     layers = []
     for j, layer in enumerate(cache.layers):
@@ -232,7 +238,7 @@ def _all_rows(cache, kept: dict, rows: torch.Tensor, n_rows: int, config):
             keys[r, :, :k.shape[1]], values[r, :, :v.shape[1]] = k, v
         layers.append((keys, values))
     out = DynamicCache(config=config)
-    if [type(layer) for layer in out.layers] != [DynamicLayer] * len(layers):  # sliding windows: their own layers
+    if len(out.layers) != len(layers) or not _plain(out.layers):  # sliding windows: their own layers
         return DynamicCache(ddp_cache_data=layers, config=config)
     out.layers = [_held(keys, values, keys.shape[2], 0) for keys, values in layers]  # as they are: no copy
     return out
