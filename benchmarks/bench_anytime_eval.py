@@ -8,8 +8,9 @@ forces a summary at every budget of an S-point grid (KV cache reused, all budget
 summaries decoded in the precision `--precision` resolves to, as the evaluation does: `auto` measures this
 machine, budgetlab.precision). Also timed: the same curve with the other precision's summaries
 (`ratio_other_precision`), and rebuilding every summary prompt from scratch. Every pass decodes with the model
-the evaluation decodes with (`inference.evaluation_decoder`: a merged fp32 copy on oneDNN's packed weights where
-this CPU runs that faster, else the model itself; `decoder` in the JSON). Runs alternate; medians are
+the evaluation decodes with (`inference.evaluation_decoder`: in bf16 the bf16 generation copy RL samples from; in
+fp32 a merged copy on oneDNN's packed weights where this CPU runs that faster, else the model itself; `decoder` in
+the JSON). Runs alternate; medians are
 reported; the last line is JSON with `ratio` = ours / plain, the CPU capability and the precision record.
 The ceiling, measured in the same run: a bare batched decode loop of the same model (bench_ceiling.py) writing
 the plain pass's tokens at the same batch; `plain_over_ceiling` and `ours_over_ceiling` are its seconds over
@@ -34,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from budgetlab.budgets import budget_grid  # noqa: E402
-from budgetlab.inference import evaluation_decoder  # noqa: E402
+from budgetlab.inference import PackedLinear, evaluation_decoder  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
 from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
 from budgetlab.prompts import encode_prompt  # noqa: E402
@@ -97,10 +98,11 @@ def main(argv=None) -> int:
     choice = resolve(args.precision, model)
     bf16 = choice["precision"] == "bf16"
     print(f"precision {describe(choice)}", flush=True)
-    # as evaluate_model decodes: the packed copy for fp32 where it pays; the other precision's curve likewise
+    # as evaluate_model decodes: bf16's generation copy, fp32's packed copy where it pays; the other's likewise
     decoder, other = evaluation_decoder(model, bf16), evaluation_decoder(model, not bf16)
-    packed = decoder is not model
-    kind = "a merged fp32 copy on packed oneDNN weights" if packed else "the model itself"
+    packed = any(isinstance(m, PackedLinear) for m in decoder.modules())
+    kind = ("the model itself" if decoder is model else
+            f"a merged {next(decoder.parameters()).dtype} copy" + (" on packed oneDNN weights" if packed else ""))
     print(f"decoding with {kind}", flush=True)
     rows = make_synthetic(args.problems, seed=1)
     prompts = [encode_prompt(tok, r["question"]) for r in rows]
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
                       "curve_ceiling_s": round(curve_s, 3), "ours_over_curve_ceiling": round(curve_s / med["ours"], 3),
                       "ratio_at_ceiling": round(curve_s / ceiling_s, 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
-                      "threads": args.threads, "decoder": "packed copy" if packed else "model",
+                      "threads": args.threads, "decoder": kind,
                       "cpu_capability": choice["cpu_capability"], "precision": choice}))
     return 0
 

@@ -170,7 +170,6 @@ def test_the_evaluation_decodes_with_a_packed_copy_and_grades_the_same_table(mon
         monkeypatch.setattr(inference, "onednn_is_faster", lambda *shape: faster)
         assert (inference.packed_copy(model) is not None) == faster
         assert (inference.evaluation_decoder(model) is not model) == faster  # what evaluate_model decodes with
-        assert inference.evaluation_decoder(model, bf16=True) is model  # bf16 summaries: autocast on the model
         tables[faster] = evaluate_model(model, tok, rows, [4, 8], max_summary=4, precision="fp32", progress=False)
     cols = ["id", "budget", "n_thinking", "summary", "correct"]
     assert tables[True][cols].equals(tables[False][cols])
@@ -180,3 +179,30 @@ def test_the_evaluation_decodes_with_a_packed_copy_and_grades_the_same_table(mon
     copy = inference.packed_copy(model)
     assert inference.packed_copy(copy.model) is None  # a copy already: decoded as it is
     assert inference.packed_copy(model.to(torch.bfloat16)) is None  # bf16 models keep their own path
+
+
+def test_a_bf16_evaluation_decodes_with_the_copy_rl_samples_from():
+    import budgetlab.inference as inference
+    from budgetlab.anytime import evaluate_model
+    from budgetlab.prompts import encode_prompt
+    from budgetlab.rollout import HFRollout
+
+    model = perturbed_lora()
+    tok = load_model("tiny", adapter="lora", lora_r=4)[1]
+    decoder = inference.evaluation_decoder(model, bf16=True)
+    assert decoder is not model and next(decoder.parameters()).dtype == torch.bfloat16
+    assert not any("lora" in n for n, _ in decoder.named_modules())  # merged, as RL's generation copy
+    rows = [{"id": str(i), "question": q, "answer": a, "level": 1}
+            for i, (q, a) in enumerate([("Compute 1 + 2", "3"), ("Compute 3 * 4 + 5", "17"), ("Compute 7 - 2", "5")])]
+    prompts = [encode_prompt(tok, r["question"]) for r in rows]
+    for adapter_off in (False, True):  # the trained model, then the untrained one (its base weights alone)
+        with model.disable_adapter() if adapter_off else torch.no_grad():
+            table = evaluate_model(model, tok, rows, [4, 8], max_summary=4, precision="bf16", progress=False)
+            copy = inference.generation_copy(model, "bfloat16")
+            traces = HFRollout(copy.model, tok, summary_bf16=True).rollout(prompts, [4, 8], max_summary=4,
+                                                                           do_sample=False)
+        assert table["n_thinking"].tolist() == [tr.n_thinking for tr in traces for _ in (4, 8)]
+        assert table["summary"].tolist() == [tok.decode(tr.summaries[j][0].ids, skip_special_tokens=True)
+                                             for tr in traces for j in range(2)]
+    qlora, _ = load_model("tiny", adapter="qlora", lora_r=4)
+    assert inference.evaluation_decoder(qlora, bf16=True) is qlora  # cannot be merged: summaries under autocast

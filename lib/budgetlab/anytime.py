@@ -31,9 +31,9 @@ def evaluate_model(model, tok, rows: Sequence[dict], budgets: Sequence[int], *, 
 
     `budget_tag`: None (plain prompt), "self" (the model writes `<budget>N</budget>` first, SelfBudgeter)
     or an int N (pre-filled tag: the user sets the budget). Greedy unless samples > 1 or do_sample.
-    `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes the forced summaries under autocast;
-    fp32 decodes with a merged copy on oneDNN's packed weights where this CPU runs that faster
-    (`inference.evaluation_decoder`), else with `model` itself.
+    `precision` (auto | fp32 | bf16, `budgetlab.precision`): bf16 decodes with the bf16 copy RL samples from
+    (LoRA merged, packed oneDNN weights where faster); fp32 with a merged copy on oneDNN's packed weights where
+    this CPU runs that faster, else with `model` itself (`inference.evaluation_decoder`).
     `answer_rule` (`grading.ANSWER_RULES`): the answer graded, the last \\boxed{} or the seeds' first after the cue.
     `prompt` (`prompts.PROMPT_STYLES`): the project's plain prompt or the tokenizer's chat template.
     """

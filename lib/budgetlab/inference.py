@@ -123,9 +123,10 @@ def packed_copy(model) -> "MergedCopy | None":
 
 
 def evaluation_decoder(model, bf16: bool = False):
-    """The model an evaluation decodes with: `packed_copy(model).model` for fp32 where that pays, else `model`
-    itself (`bf16`: summaries under autocast on the model, as `anytime.evaluate_model` decodes them)."""
-    copy = None if bf16 else packed_copy(model)
+    """The model an evaluation decodes with. fp32: `packed_copy(model).model` where that pays, else `model` itself.
+    bf16: the copy RL samples from, `generation_copy(model, "bfloat16")` (thinking and summaries in bf16; LOG.md,
+    twenty-first session), or `model` itself for a 4-bit base, whose summaries then decode under autocast."""
+    copy = generation_copy(model, "bfloat16") if bf16 else packed_copy(model)
     return copy.model if copy else model
 
 
