@@ -204,5 +204,8 @@ def test_a_bf16_evaluation_decodes_with_the_copy_rl_samples_from():
         assert table["n_thinking"].tolist() == [tr.n_thinking for tr in traces for _ in (4, 8)]
         assert table["summary"].tolist() == [tok.decode(tr.summaries[j][0].ids, skip_special_tokens=True)
                                              for tr in traces for j in range(2)]
+    for kernel in ("default", "onednn") if inference.onednn_has_bf16() else ("default",):
+        copy = inference.MergedCopy(model, "bfloat16", kernel)
+        assert inference.evaluation_decoder(copy.model, bf16=True) is copy.model  # a copy already (the RL probe's)
     qlora, _ = load_model("tiny", adapter="qlora", lora_r=4)
     assert inference.evaluation_decoder(qlora, bf16=True) is qlora  # cannot be merged: summaries under autocast

@@ -125,7 +125,12 @@ def packed_copy(model) -> "MergedCopy | None":
 def evaluation_decoder(model, bf16: bool = False):
     """The model an evaluation decodes with. fp32: `packed_copy(model).model` where that pays, else `model` itself.
     bf16: the copy RL samples from, `generation_copy(model, "bfloat16")` (thinking and summaries in bf16; LOG.md,
-    twenty-first session), or `model` itself for a 4-bit base, whose summaries then decode under autocast."""
+    twenty-first session), or `model` itself for a 4-bit base (its summaries then decode under autocast) and for a
+    generation copy already (the RL probe decodes with the sampler's)."""
+    a_copy = any(isinstance(m, PackedLinear) for m in model.modules()) or (
+        not hasattr(model, "get_base_model") and next(model.parameters()).dtype == torch.bfloat16)
+    if bf16 and a_copy:
+        return model
     copy = generation_copy(model, "bfloat16") if bf16 else packed_copy(model)
     return copy.model if copy else model
 
