@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from budgetlab.budgets import budget_grid  # noqa: E402
-from budgetlab.inference import PackedLinear, evaluation_decoder  # noqa: E402
+from budgetlab.inference import evaluation_decoder, is_packed  # noqa: E402
 from budgetlab.models import load_model  # noqa: E402
 from budgetlab.precision import PRECISIONS, describe, resolve  # noqa: E402
 from budgetlab.prompts import encode_prompt  # noqa: E402
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     print(f"precision {describe(choice)}", flush=True)
     # as evaluate_model decodes: bf16's generation copy, fp32's packed copy where it pays; the other's likewise
     decoder, other = evaluation_decoder(model, bf16), evaluation_decoder(model, not bf16)
-    packed = any(isinstance(m, PackedLinear) for m in decoder.modules())
+    packed = is_packed(decoder)
     kind = ("the model itself" if decoder is model else
             f"a merged {next(decoder.parameters()).dtype} copy" + (" on packed oneDNN weights" if packed else ""))
     print(f"decoding with {kind}", flush=True)

@@ -109,6 +109,11 @@ def is_quantised(model) -> bool:
     return bool(getattr(_inner(model), "is_loaded_in_4bit", False) or getattr(_inner(model), "is_loaded_in_8bit", False))
 
 
+def is_packed(model) -> bool:
+    """Whether `model` computes its linear layers from packed weights: a packed generation copy already."""
+    return any(isinstance(m, PackedLinear) for m in model.modules())
+
+
 def packed_copy(model) -> "MergedCopy | None":
     """A merged fp32 copy of `model` on packed oneDNN weights to decode with, where `onednn_is_faster` on this CPU;
     None for a bf16 or GPU model, a 4-bit base, a packed copy itself, or where torch's own fp32 kernel is as
@@ -116,7 +121,7 @@ def packed_copy(model) -> "MergedCopy | None":
     row, 1.5x sooner (LOG.md, ninth session)."""
     p = next(model.parameters())
     if (p.dtype != torch.float32 or is_quantised(model)
-            or any(isinstance(m, PackedLinear) for m in model.modules())  # a copy already
+            or is_packed(model)  # a copy already
             or not packing_pays(p.dtype, p.device, _inner(model))):
         return None
     return MergedCopy(model, "float32", "onednn")
@@ -127,11 +132,13 @@ def evaluation_decoder(model, bf16: bool = False):
     bf16: the copy RL samples from, `generation_copy(model, "bfloat16")` (thinking and summaries in bf16; LOG.md,
     twenty-first session), or `model` itself for a 4-bit base (its summaries then decode under autocast) and for a
     generation copy already (the RL probe decodes with the sampler's)."""
-    a_copy = any(isinstance(m, PackedLinear) for m in model.modules()) or (
-        not hasattr(model, "get_base_model") and next(model.parameters()).dtype == torch.bfloat16)
-    if bf16 and a_copy:
-        return model
-    copy = generation_copy(model, "bfloat16") if bf16 else packed_copy(model)
+    if not bf16:
+        copy = packed_copy(model)
+    elif is_packed(model) or (not hasattr(model, "get_base_model")
+                               and next(model.parameters()).dtype == torch.bfloat16):  # a copy already
+        copy = None
+    else:
+        copy = generation_copy(model, "bfloat16")
     return copy.model if copy else model
 
 
