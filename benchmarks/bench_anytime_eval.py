@@ -137,7 +137,8 @@ def main(argv=None) -> int:
                       "ratio_at_ceiling": round(curve_s / ceiling_s, 3), "budgets": budgets,
                       "problems": args.problems, "max_summary": args.max_summary, "model": args.model,
                       "threads": args.threads, "decoder": kind,
-                      "cpu_capability": choice["cpu_capability"], "precision": choice}))
+                      "cpu_capability": choice["cpu_capability"], "cpu_kind": choice["cpu_kind"],
+                      "precision": choice}))
     return 0
 
 

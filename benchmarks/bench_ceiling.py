@@ -194,13 +194,13 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=64, help="thinking tokens per rollout row")
     args = ap.parse_args(argv)
     model, tok, choice, examples = training_setup(args, args.rows)
-    bf16, cpu = choice["precision"] == "bf16", torch.backends.cpu.get_cpu_capability()
+    bf16, cpu, kind = choice["precision"] == "bf16", choice["cpu_capability"], choice["cpu_kind"]
     rows = make_testbed(args.rows, seed=1)
     tokens = sum(len(e.ids) for e in examples)
     peak, per_shape = matmul_peak(linear_shapes(model), tokens, bf16)
-    print(f"matmul peak {peak / 1e9:.1f} GFLOP/s at {tokens} tokens ({'bf16' if bf16 else 'fp32'}; cpu {cpu}); "
+    print(f"matmul peak {peak / 1e9:.1f} GFLOP/s at {tokens} tokens ({'bf16' if bf16 else 'fp32'}; cpu {cpu}, {kind}); "
           + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in per_shape.items()), flush=True)
-    out = {"cpu_capability": cpu, "precision": choice, "matmul_peak_gflops": peak / 1e9, "sft_tokens": tokens}
+    out = {"cpu_capability": cpu, "cpu_kind": kind, "precision": choice, "matmul_peak_gflops": peak / 1e9, "sft_tokens": tokens}
     for name, fn in (("sft", sft_step_seconds), ("rl_update", update_seconds)):
         flops, seconds, share = fn(model, tok, examples, bf16, args.steps)
         bound = bound_at_peak(flops, seconds, share, peak)

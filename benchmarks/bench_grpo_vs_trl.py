@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "summary_tokens": args.summary_tokens, "trl_max_completion_length": max_completion,
                    "brpo_budgets": brpo_b, "threads": args.threads, "lora_r": args.lora_r, "lora_alpha": 32,
                    "lora_layers": lora_layers, "lr": args.lr, "precision": choice,
-                   "cpu_capability": choice["cpu_capability"],
+                   "cpu_capability": choice["cpu_capability"], "cpu_kind": choice["cpu_kind"],
                    "rollouts": f"ours samples with a merged {choice['precision']} copy (ours_fp32: fp32 LoRA model), TRL with its fp32 LoRA model",
                    "trl_loss_type": "grpo", "ours_normaliser": "sequence", "scale_rewards": "group", "beta": 0.0,
                    "stat": "median of pooled timed steps"},

@@ -7,8 +7,9 @@ spread as in a run) on 16 testbed examples each (LoRA r16 on the top 10 layers, 
 layers below run once per example: `budgetlab.prefix`), and an RL step of GRPO (4 prompts x 4 traces,
 thinking to 64 tokens, the largest budget's summary, which GRPO trains on, then the PPO update), each after one untimed
 warm-up step. The tables list operators by their own CPU time; the RL step's table is followed by the step's
-split into sampling and update, from the step's own metrics. One Markdown file per CPU capability and
-precision: `<out>/<capability>-<precision>.md`.
+split into sampling and update, from the step's own metrics. One Markdown file per CPU kind and precision,
+`<out>/<kind>-<precision>.md` (`profile_name`): the kind tells an AMX Xeon from an AVX512-BF16 EPYC, which torch's
+capability names alike (`budgetlab.precision.cpu_kind`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench_ceiling import training_args, training_setup  # noqa: E402  (benchmarks/ is on sys.path as a script)
@@ -44,12 +44,18 @@ def profiled(fn) -> tuple[float, str]:
     return wall, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=ROWS)
 
 
+def profile_name(kind: str, precision: str) -> str:
+    """The page's file name: the CPU kind (`precision.cpu_kind`) and the precision, e.g. 'amx-bf16.md',
+    'avx512bf16-bf16.md', 'avx2-fp32.md'."""
+    return f"{kind.lower().replace('-', '')}-{precision}.md"
+
+
 def main(argv=None) -> int:
     ap = training_args(__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/profile")
     args = ap.parse_args(argv)
     model, tok, choice, examples = training_setup(args, 16)
-    precision, cpu = choice["precision"], torch.backends.cpu.get_cpu_capability()
+    precision, cpu, kind = choice["precision"], choice["cpu_capability"], choice["cpu_kind"]
     rows = make_testbed(64, seed=1)
     sections = []
     with tempfile.TemporaryDirectory() as d:
@@ -70,8 +76,8 @@ def main(argv=None) -> int:
                          wall, table, split))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{cpu.lower()}-{precision}.md"
-    lines = [f"# Profile: CPU capability {cpu}, precision {describe(choice)}, {args.threads} threads, {OPENMP}",
+    path = out / profile_name(kind, precision)
+    lines = [f"# Profile: CPU capability {cpu} ({kind}), precision {describe(choice)}, {args.threads} threads, {OPENMP}",
              "", f"Made by `python benchmarks/profile_steps.py {' '.join(argv if argv is not None else sys.argv[1:])}` on "
              f"{time.strftime('%Y-%m-%d')} (model {args.model}). Wall times include the profiler's own overhead.", ""]
     for title, wall, table, note in sections:

@@ -99,14 +99,14 @@ def main(argv=None) -> int:
     results = {s.removesuffix(".py"): run(s, extra(s)) for s in QUICK}
     job = main_job(args.run_dir) if args.run_dir else None
     t = table(results["bench_grpo_vs_trl"], results["bench_anytime_eval"], results["bench_ceiling"], job)
-    cpu = results["bench_ceiling"]["cpu_capability"]
+    cpu, kind = results["bench_ceiling"]["cpu_capability"], results["bench_ceiling"]["cpu_kind"]
     precision = results["bench_ceiling"]["precision"]["precision"]
-    print(f"\ncpu capability {cpu}, precision {precision}, model {args.model}")
+    print(f"\ncpu capability {cpu} ({kind}), precision {precision}, model {args.model}")
     print("| figure | measured | goal |\n|---|---|---|")
     for r in t.itertuples():
         print(f"| {r.figure} | {'not measured' if r.measured is None else f'{r.measured:.2f}'} | {r.goal} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cpu_capability": cpu, "table": t.to_dict("records"), "runs": results,
+    args.out.write_text(json.dumps({"cpu_capability": cpu, "cpu_kind": kind, "table": t.to_dict("records"), "runs": results,
                                     "main_job": job}, indent=1))
     return 0
 

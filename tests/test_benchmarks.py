@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from budgetlab import precision
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_ceiling  # noqa: E402
@@ -21,6 +23,7 @@ def test_ceiling_benchmark_counts_forward_and_backward_flops_and_reports_ratios_
     r = json.loads(out.strip().splitlines()[-1])
     assert 0 < r["sft_over_peak"] and 0 < r["rl_update_over_peak"] and 0 < r["rollout_over_ceiling"]
     assert r["cpu_capability"] and r["precision"]["precision"] in ("fp32", "bf16")
+    assert r["cpu_kind"] == precision.cpu_kind()
     assert "of the matmul peak; the matmuls take" in out and "bare batched decode loop" in out and "(cpu " in out
     assert list(r["decode_ceiling_by_rows"]) == ["2", "4", "8"] and min(r["decode_ceiling_by_rows"].values()) > 0
     for name in ("sft", "rl_update"):  # matmuls below the peak: the bound lies above what the step reaches
@@ -94,9 +97,7 @@ def test_the_profile_script_writes_an_sft_and_a_grpo_table_named_by_cpu_and_prec
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_steps.py"), "--model", "tiny",
                     "--lora-layers", "2", "--precision", "fp32", "--out", str(tmp_path)],
                    capture_output=True, text=True, check=True, cwd=ROOT)
-    import torch
-
-    page = tmp_path / f"{torch.backends.cpu.get_cpu_capability().lower()}-fp32.md"
+    page = tmp_path / f"{precision.cpu_kind().lower().replace('-', '')}-fp32.md"  # e.g. amx-fp32.md
     text = page.read_text()
     assert "CPU capability" in text and ("OMP_WAIT_POLICY=" in text or "GOMP_SPINCOUNT=" in text)
     assert text.count("Self CPU %") == 2 and "One GRPO step" in text and "sampling (rollout and grading)" in text

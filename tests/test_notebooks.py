@@ -27,6 +27,7 @@ def test_summary_has_the_untrained_start_and_every_method_in_the_spec_shape(smok
         assert len(m["accuracy_by_budget"]) >= 2, name
         assert m["mean_thinking_tokens"] >= 0, name
     assert summary["precision"]["precision"] in ("fp32", "bf16") and summary["precision"]["cpu_capability"]
+    assert summary["precision"]["cpu_kind"]
 
 
 def test_summary_carries_the_effects_table_with_a_verdict_per_claim(smoke_run):

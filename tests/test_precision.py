@@ -88,6 +88,26 @@ def test_describe_names_the_choice_the_timings_and_the_cpu(monkeypatch):
     line = describe(resolve("auto"))
     assert line.startswith("bf16 (auto: linear 512x576x1536 bf16 0.87 ms, fp32 3.77 ms; cpu ")
     assert describe(resolve("fp32")).startswith("fp32 (as set; cpu ")
+    amx = {"setting": "fp32", "precision": "fp32", "device": "cpu", "cpu_capability": "AVX512", "cpu_kind": "AMX"}
+    assert describe(amx) == "fp32 (as set; cpu AVX512, AMX)"
+    assert describe({**amx, "cpu_capability": "AVX2", "cpu_kind": "AVX2"}) == "fp32 (as set; cpu AVX2)"
+    del amx["cpu_kind"]  # a run's config.json written before the kind was recorded, read back on --resume
+    assert describe(amx) == "fp32 (as set; cpu AVX512)"
+
+
+@pytest.mark.parametrize("capability, amx, avx512_bf16, kind", [
+    ("AVX512", True, True, "AMX"),  # Intel Xeon (Sapphire Rapids on): AMX tiles, AVX512-BF16 too
+    ("AVX512", False, True, "AVX512-BF16"),  # AMD EPYC Zen 4: bf16 dot products, no AMX
+    ("AVX512", False, False, "AVX512"),  # AVX512 without native bf16
+    ("AVX2", False, False, "AVX2"),
+    ("AVX2", True, True, "AVX2"),  # torch capped at AVX2 (ATEN_CPU_CAPABILITY=avx2): the capability decides
+])
+def test_cpu_kind_tells_apart_what_the_capability_names_alike(monkeypatch, capability, amx, avx512_bf16, kind):
+    monkeypatch.setattr(precision, "cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert precision.cpu_kind() == kind
+    assert resolve("fp32")["cpu_kind"] == kind
 
 
 def test_model_shape_reads_a_config_without_loading_weights(tmp_path):

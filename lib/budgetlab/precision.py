@@ -47,6 +47,19 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
+def cpu_kind() -> str:
+    """This CPU's strongest matrix hardware, which `cpu_capability` does not tell apart: 'AMX' (Intel Xeon with AMX
+    tiles), 'AVX512-BF16' (bf16 dot products without AMX, e.g. AMD EPYC Zen 4), else the capability itself ('AVX512',
+    'AVX2', ...). The two bf16 kinds differ in speed and in the rounding of bf16 results (LOG.md: the same run
+    scored differently on each), so every timing and run records it beside the capability."""
+    capability = cpu_capability()
+    if capability != "AVX512":  # torch's checks below are x86 ones; AMX and AVX512-BF16 come with AVX512 only
+        return capability
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    return "AVX512-BF16" if torch.cpu._is_avx512_bf16_supported() else capability
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -130,12 +143,14 @@ def _measured(device_type: str, hidden: int, intermediate: int) -> tuple[float, 
 def resolve(setting: str = "auto", model=None, device: str | torch.device | None = None,
             shape: tuple[int, int] | None = None) -> dict:
     """The precision to use, as a record for config.json and summary.json:
-    {setting, precision ('fp32' | 'bf16'), cpu_capability, device, and for `auto` the timed shape and ms}."""
+    {setting, precision ('fp32' | 'bf16'), cpu_capability, cpu_kind, device, and for `auto` the timed shape and
+    ms}."""
     check_precision(setting)
     if device is None:
         device = next(model.parameters()).device if model is not None else torch.device("cpu")
     device = torch.device(device)
-    record = {"setting": setting, "precision": setting, "cpu_capability": cpu_capability(), "device": device.type}
+    record = {"setting": setting, "precision": setting, "cpu_capability": cpu_capability(), "cpu_kind": cpu_kind(),
+              "device": device.type}
     if setting == "auto":
         hidden, inter = shape or shape_of(model)
         fp32_s, bf16_s = _measured(device.type, hidden, inter)
@@ -155,12 +170,15 @@ def dtype_name(bf16: bool) -> str:
 
 
 def describe(record: dict) -> str:
-    """One line for logs: 'bf16 (auto: linear 512x576x1536 bf16 0.87 ms, fp32 3.77 ms; CPU AVX512)'."""
+    """One line for logs: 'bf16 (auto: linear 512x576x1536 bf16 0.87 ms, fp32 3.77 ms; cpu AVX512, AMX)'; the
+    kind is named where it says more than the capability."""
     why = "as set"
     if record["setting"] == "auto":
         why = "auto: linear {} bf16 {} ms, fp32 {} ms".format("x".join(map(str, record["shape"])), record["bf16_ms"],
                                                                record["fp32_ms"])
-    return f"{record['precision']} ({why}; {record['device']} {record['cpu_capability']})"
+    cpu = record["cpu_capability"]
+    kind = record.get("cpu_kind", cpu)  # records written before cpu_kind existed have none
+    return f"{record['precision']} ({why}; {record['device']} {cpu}{'' if kind == cpu else f', {kind}'})"
 
 
 class FrozenInBf16:
