@@ -57,11 +57,17 @@ def main_job(run_dir: Path) -> dict:
             "rl_samples_per_min": sum(rates.values()) / len(rates), "rl_samples_per_min_by_method": rates}
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
 def table(trl: dict, anytime: dict, ceiling: dict, job: dict | None) -> pd.DataFrame:
     rows = [
         ("our GRPO step / TRL GRPOTrainer step", trl.get("ratio"), "≤ 0.25"),
         ("  its sampling tokens/s / bare batched decode tokens/s (ceiling)", trl.get("sampling_over_ceiling"), ""),
         ("our BRPO step / our GRPO step", trl.get("ratio_brpo_over_grpo"), "≤ 1.15"),
+        ("  BRPO's sampled tokens / GRPO's, its summaries at every budget being work by design (bound)",
+         ratio(trl.get("brpo_gen_tokens_per_step"), trl.get("ours_gen_tokens_per_step")), ""),
         ("8-budget anytime curve / one plain full-budget pass", anytime["ratio"], "≤ 1.25"),
         ("  bare decode of the plain pass's tokens / the curve (ceiling)", anytime.get("ours_over_ceiling"), ""),
         ("  bare decode of the curve's tokens / of the plain pass's tokens (ceiling)",

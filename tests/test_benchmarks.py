@@ -59,14 +59,15 @@ def test_a_counted_training_step_holds_its_backward_too():
 
 
 def test_bench_table_lists_every_figure_with_its_goal_and_the_main_job_only_when_given():
-    trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3, "sampling_over_ceiling": 0.7}
+    trl = {"ratio": 0.4, "ratio_brpo_over_grpo": 1.3, "sampling_over_ceiling": 0.7,
+           "brpo_gen_tokens_per_step": 1500.0, "ours_gen_tokens_per_step": 1000.0}
     anytime = {"ratio": 1.4, "ours_over_ceiling": 0.5, "ratio_at_ceiling": 1.45}
     ceiling = {"rollout_over_ceiling": 0.3, "decode_4x_rows_over_1x": 2.5, "sft_over_peak": 0.1,
                "rl_update_over_peak": 0.2, "sft_bound_at_peak": 0.15, "rl_update_bound_at_peak": 0.25}
     t = table.table(trl, anytime, ceiling, None)
-    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.4, 0.5, 1.45, 0.3, 2.5, 0.1, 0.15, 0.2, 0.25]
+    assert list(t["measured"]) == [0.4, 0.7, 1.3, 1.5, 1.4, 0.5, 1.45, 0.3, 2.5, 0.1, 0.15, 0.2, 0.25]
     beside = t["figure"].str.endswith(("(ceiling)", "(bound)"))  # under the figure it bounds
-    assert beside.sum() == 6 and t.loc[~beside, "goal"].str.len().gt(0).all()
+    assert beside.sum() == 7 and t.loc[~beside, "goal"].str.len().gt(0).all()
     t = table.table(trl, anytime, ceiling, {"sft_stage_s": 318.0, "rl_samples_per_min": 90.0})
     assert list(t["measured"])[-2:] == [318.0, 90.0]
     by_method = {"grpo": 100.0, "ibpo": 80.0, "l1": 70.0}  # a row each after the mean; l1 has no issue-time figure
