@@ -200,7 +200,8 @@ def main(argv=None) -> int:
     peak, per_shape = matmul_peak(linear_shapes(model), tokens, bf16)
     print(f"matmul peak {peak / 1e9:.1f} GFLOP/s at {tokens} tokens ({'bf16' if bf16 else 'fp32'}; cpu {cpu}, {kind}); "
           + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in per_shape.items()), flush=True)
-    out = {"cpu_capability": cpu, "cpu_kind": kind, "precision": choice, "matmul_peak_gflops": peak / 1e9, "sft_tokens": tokens}
+    out = {"cpu_capability": cpu, "cpu_kind": kind, "precision": choice, "matmul_peak_gflops": peak / 1e9,
+           "sft_tokens": tokens}
     for name, fn in (("sft", sft_step_seconds), ("rl_update", update_seconds)):
         flops, seconds, share = fn(model, tok, examples, bf16, args.steps)
         bound = bound_at_peak(flops, seconds, share, peak)

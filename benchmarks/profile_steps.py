@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / profile_name(kind, precision)
-    lines = [f"# Profile: CPU capability {cpu} ({kind}), precision {describe(choice)}, {args.threads} threads, {OPENMP}",
+    lines = [f"# Profile: CPU capability {cpu} ({kind}), precision {describe(choice)}, {args.threads} threads, "
+             f"{OPENMP}",
              "", f"Made by `python benchmarks/profile_steps.py {' '.join(argv if argv is not None else sys.argv[1:])}` on "
              f"{time.strftime('%Y-%m-%d')} (model {args.model}). Wall times include the profiler's own overhead.", ""]
     for title, wall, table, note in sections:

@@ -112,8 +112,8 @@ def main(argv=None) -> int:
     for r in t.itertuples():
         print(f"| {r.figure} | {'not measured' if r.measured is None else f'{r.measured:.2f}'} | {r.goal} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cpu_capability": cpu, "cpu_kind": kind, "table": t.to_dict("records"), "runs": results,
-                                    "main_job": job}, indent=1))
+    args.out.write_text(json.dumps({"cpu_capability": cpu, "cpu_kind": kind, "table": t.to_dict("records"),
+                                    "runs": results, "main_job": job}, indent=1))
     return 0
 
 
